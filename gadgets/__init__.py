@@ -1,0 +1,12 @@
+"""Built-in gadgets. Importing this package registers every gadget type.
+
+Add one line here per gadget module.
+"""
+
+from importlib import import_module
+
+_MODULES: list[str] = [
+]
+
+for _name in _MODULES:
+    import_module(f"gadgets.{_name}")

@@ -1,0 +1,1 @@
+"""Chain runtime: gadget protocol, registry, config loading and the streaming runner."""

@@ -1,0 +1,71 @@
+"""The gadget protocol.
+
+A gadget is fed one message at a time and yields zero or more messages. It
+only sees the message types listed in ``handles``; every other message passes
+through unchanged. At end of stream the runtime calls ``flush`` once, and
+whatever it yields goes downstream before the CLOSE.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """Parameters of a gadget that takes none."""
+
+
+@dataclass
+class ChainContext:
+    """What every gadget of one chain instance shares.
+
+    Attributes:
+        connection_id: id of the client connection this chain serves.
+        backend: array-backend name chosen for the chain ("numpy" or "cupy").
+        header: parsed ISMRMRD header (``ismrmrd.xsd.ismrmrdHeader``) once the
+            XML header has passed; None before.
+        logger: logger to report warnings (e.g. no noise scan) through.
+        extras: free slots for cross-gadget state (e.g. a loaded model).
+    """
+
+    connection_id: str = "local"
+    backend: str = "numpy"
+    header: Any = None
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kmtr_stream"))
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Gadget:
+    """Base class of all gadgets.
+
+    Subclasses set ``handles`` (message classes they process) and ``Params``
+    (a frozen dataclass; field names carry units, e.g. ``dwell_time_us``), and
+    override ``process`` and, when they hold state, ``flush``.
+    """
+
+    #: Message classes this gadget processes; all others pass through.
+    handles: ClassVar[tuple[type, ...]] = ()
+    #: Frozen dataclass of typed parameters.
+    Params: ClassVar[type] = NoParams
+    #: Registered type name (set by ``registry.register``).
+    type_name: ClassVar[str] = ""
+
+    def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
+        self.id = gadget_id
+        self.params = params
+        self.context = context
+
+    def on_header(self, header: Any) -> None:
+        """Called once when the ISMRMRD XML header passes (parsed ismrmrdHeader)."""
+
+    def process(self, message: Any) -> Iterable[Any]:
+        """Handle one message of a type in ``handles``; yield what goes downstream."""
+        yield message
+
+    def flush(self) -> Iterable[Any]:
+        """End of stream: yield everything still held. Called exactly once."""
+        return ()

@@ -1,0 +1,43 @@
+"""Error hierarchy: every error the project raises on purpose derives from KmtrError."""
+
+from __future__ import annotations
+
+
+class KmtrError(Exception):
+    """Base class of all k-MTR Stream errors."""
+
+    #: Short machine-readable code carried in ERROR messages to the client.
+    code = "error"
+
+
+class ProtocolError(KmtrError):
+    """Bytes or frames on the wire do not form a valid message."""
+
+    code = "protocol"
+
+
+class ConfigError(KmtrError):
+    """A chain or training config is invalid (names file, gadget id and key)."""
+
+    code = "config"
+
+
+class GadgetError(KmtrError):
+    """A gadget failed on a message; names the gadget and the message index."""
+
+    code = "gadget"
+
+    def __init__(self, gadget_id: str, message_index: int | None, detail: str) -> None:
+        where = f"gadget {gadget_id!r}"
+        if message_index is not None:
+            where += f" on message #{message_index}"
+        super().__init__(f"{where}: {detail}")
+        self.gadget_id = gadget_id
+        self.message_index = message_index
+        self.detail = detail
+
+
+class BufferEvictedError(KmtrError):
+    """A slice buffer was evicted before it completed (memory cap reached)."""
+
+    code = "evicted"

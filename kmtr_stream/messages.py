@@ -1,0 +1,193 @@
+"""Message types that flow on the wire and between gadgets.
+
+Wire messages follow the MRD streaming protocol. ISMRMRD payloads use the
+``ismrmrd`` package's own classes (``ismrmrd.Acquisition``, ``ismrmrd.Image``,
+``ismrmrd.Waveform``); the small control messages are frozen dataclasses here.
+Internal messages (``SliceKSpace``, ``SliceResult``) never leave the process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Union
+
+import ismrmrd
+import numpy as np
+
+
+class MessageId(IntEnum):
+    """MRD streaming-protocol message ids (uint16 on the wire)."""
+
+    CONFIG_FILE = 1
+    CONFIG_TEXT = 2
+    HEADER = 3
+    CLOSE = 4
+    TEXT = 5
+    ERROR = 8
+    ACQUISITION = 1008
+    IMAGE = 1022
+    WAVEFORM = 1026
+    #: k-MTR results: msgpack map with an explicit schema version.
+    RESULT = 1500
+
+
+#: Schema version carried in every RESULT and ERROR payload.
+RESULT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """CONFIG_FILE (1): the name of a server-side chain config (<= 1023 UTF-8 bytes)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ConfigText:
+    """CONFIG_TEXT (2): a chain config sent as text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class XmlHeader:
+    """HEADER (3): the ISMRMRD XML header, as text."""
+
+    xml: str
+
+
+@dataclass(frozen=True)
+class Close:
+    """CLOSE (4): end of stream."""
+
+
+@dataclass(frozen=True)
+class Text:
+    """TEXT (5): free text (log lines, notes)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """ERROR (8): an explicit error reported to the client.
+
+    Attributes:
+        code: machine-readable code (``KmtrError.code`` of the cause).
+        message: human-readable description naming what was wrong.
+        gadget: id of the failing gadget, if any.
+        message_index: index of the offending incoming message, if known.
+        context: extra fields (slice, phase, ...), msgpack-serialisable.
+    """
+
+    code: str
+    message: str
+    gadget: str | None = None
+    message_index: int | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result:
+    """RESULT (1500): a msgpack map of task outputs.
+
+    Attributes:
+        kind: what the result describes ("slice", "subject", "trace", ...).
+        body: msgpack-serialisable map (str keys; numbers, strings, lists, maps).
+    """
+
+    kind: str
+    body: dict[str, Any]
+
+
+WireMessage = Union[
+    ConfigFile,
+    ConfigText,
+    XmlHeader,
+    Close,
+    Text,
+    ErrorReport,
+    Result,
+    ismrmrd.Acquisition,
+    ismrmrd.Image,
+    ismrmrd.Waveform,
+]
+
+
+@dataclass
+class SliceKSpace:
+    """Buffered undersampled k-space of one slice and phase, emitted by a trigger.
+
+    Attributes:
+        kspace: ``(coils, ky, kx)`` complex64 array on the chain's backend
+            (``numpy.ndarray`` or ``cupy.ndarray``); lines not acquired are zero.
+        mask: ``(ky,)`` bool array, True where a phase-encode line arrived.
+        slice: slice counter.
+        phase: cardiac phase counter.
+        repetition: repetition counter.
+        n_slices: number of slices in the measurement (from the header).
+        n_phases: number of phases in the measurement (from the header).
+        trigger: why it was emitted: "last_in_slice", "coverage", "progressive"
+            or "flush".
+        final: True when no more lines will be added to this buffer.
+        last_in_measurement: True for the buffer that closes the measurement.
+        voxel_size_mm: ``(dx, dy, dz)`` in mm of the reconstructed grid.
+        header: the parsed ISMRMRD XML header of the stream.
+        t_last_line_ns: ``time.perf_counter_ns()`` when its last line arrived.
+    """
+
+    kspace: Any
+    mask: Any
+    slice: int
+    phase: int
+    repetition: int
+    n_slices: int
+    n_phases: int
+    trigger: str
+    final: bool
+    last_in_measurement: bool
+    voxel_size_mm: tuple[float, float, float]
+    header: Any = None
+    t_last_line_ns: int = 0
+
+    @property
+    def lines_used(self) -> int:
+        """Number of phase-encode lines that contributed."""
+        return int(np.asarray(self.mask.get() if hasattr(self.mask, "get") else self.mask).sum())
+
+
+@dataclass
+class SliceResult:
+    """Per-slice/phase network outputs, emitted by an inference gadget.
+
+    Attributes:
+        slice: slice counter.
+        phase: cardiac phase counter.
+        repetition: repetition counter.
+        n_slices: slices in the measurement.
+        n_phases: phases in the measurement.
+        labels: ``(ny, nx)`` int16 ACDC label map (0 bg, 1 RV, 2 LV myo, 3 LV).
+        latent: ``(d,)`` float32 latent vector (numpy) of this slice/phase.
+        lines_used: phase-encode lines that went into it.
+        final: False for an early (progressive) result that will be refined.
+        last_in_measurement: True for the result that closes the measurement.
+        voxel_size_mm: ``(dx, dy, dz)`` in mm.
+        timings_ms: named latencies in milliseconds.
+    """
+
+    slice: int
+    phase: int
+    repetition: int
+    n_slices: int
+    n_phases: int
+    labels: np.ndarray
+    latent: np.ndarray
+    lines_used: int
+    final: bool
+    last_in_measurement: bool
+    voxel_size_mm: tuple[float, float, float]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+Message = Union[WireMessage, SliceKSpace, SliceResult]

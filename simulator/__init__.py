@@ -1,0 +1,1 @@
+"""Simulated cardiac scanner: phantom, coils, sampling, ISMRMRD streams, datasets."""
