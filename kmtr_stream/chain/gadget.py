@@ -69,3 +69,27 @@ class Gadget:
     def flush(self) -> Iterable[Any]:
         """End of stream: yield everything still held. Called exactly once."""
         return ()
+
+
+def param(
+    default: Any,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+    doc: str = "",
+) -> Any:
+    """A typed gadget parameter with its allowed range, for ``Params`` dataclasses.
+
+    Example::
+
+        @dataclass(frozen=True)
+        class Params:
+            target_fraction: float = param(0.25, min=0.0, max=1.0, doc="...")
+
+    The config loader checks the value's type against the field's annotation
+    and the bounds/choices given here, and names file, gadget id and key when
+    a check fails.
+    """
+    meta = {"min": min, "max": max, "choices": choices, "doc": doc}
+    return field(default=default, metadata=meta)

@@ -1,0 +1,1 @@
+"""Pure k-space math (array-backend agnostic): no I/O, no sockets."""
