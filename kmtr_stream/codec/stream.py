@@ -1,0 +1,205 @@
+"""MRD/TCP byte-stream framing, bit-exact with ``ismrmrd.serialization``.
+
+Each message is a little-endian uint16 message id followed by its payload:
+length-prefixed (uint32) text and msgpack payloads, the fixed 1024-byte
+CONFIG_FILE, and ISMRMRD headers followed by the arrays they declare (the
+image attribute string carries a uint64 length). This is what Gadgetron and
+the python-ismrmrd-server speak.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+import ismrmrd
+
+from kmtr_stream.codec.parts import (
+    ACQ_HEADER_BYTES,
+    CONFIG_FILE_BYTES,
+    IMAGE_HEADER_BYTES,
+    LENGTH_PREFIXED,
+    WAVEFORM_HEADER_BYTES,
+    Buffer,
+    acquisition_sizes,
+    check_size,
+    decode_parts,
+    encode_parts,
+    image_layout,
+    known_id,
+    u64,
+    waveform_size,
+)
+from kmtr_stream.errors import ProtocolError
+from kmtr_stream.messages import Close, MessageId, WireMessage
+
+_ID = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+#: Payloads above this are read in chunks, so a hostile length cannot make us allocate it upfront.
+_PREALLOCATE_BYTES = 16 << 20
+_CHUNK_BYTES = 1 << 20
+
+
+def encode_stream_parts(msg: WireMessage) -> list[Buffer]:
+    """The byte pieces of one message in the MRD byte stream (join or ``sendmsg`` them)."""
+    msg_id, parts = encode_parts(msg)
+    out: list[Buffer] = [_ID.pack(msg_id)]
+    if msg_id in LENGTH_PREFIXED:
+        out.append(_U32.pack(check_size(len(parts[0]), MessageId(msg_id).name)))
+        out.append(parts[0])
+    elif msg_id == MessageId.IMAGE:
+        out += [parts[0], u64(len(parts[1])), parts[1], parts[2]]
+    else:
+        out += parts
+    return out
+
+
+def encode_stream(msg: WireMessage) -> bytes:
+    """One message as MRD byte-stream bytes (message id + payload)."""
+    return b"".join(encode_stream_parts(msg))
+
+
+ReadInto = Callable[[memoryview], int]
+
+
+class StreamReader:
+    """Incremental reader of MRD byte-stream messages.
+
+    Args:
+        read_into: ``f(buf) -> n`` filling up to ``len(buf)`` bytes of ``buf``
+            and returning how many it wrote (0 at end of stream), like
+            ``socket.recv_into`` or ``BufferedReader.readinto``.
+
+    Example::
+
+        reader = StreamReader.from_socket(sock)
+        for msg in reader:   # stops after Close or at a clean end of stream
+            ...
+    """
+
+    def __init__(self, read_into: ReadInto) -> None:
+        self._read_into = read_into
+        self.messages_read = 0
+
+    @classmethod
+    def from_socket(cls, sock: socket.socket) -> StreamReader:
+        """Reader over a connected stream socket."""
+        return cls(sock.recv_into)
+
+    @classmethod
+    def from_file(cls, f: BinaryIO) -> StreamReader:
+        """Reader over a binary file-like object (``readinto`` or ``read``)."""
+        readinto = getattr(f, "readinto", None)
+        if readinto is not None:
+            return cls(readinto)
+
+        def read_into(buf: memoryview) -> int:
+            data = f.read(len(buf))
+            buf[: len(data)] = data
+            return len(data)
+
+        return cls(read_into)
+
+    def _fill(self, buf: memoryview) -> int:
+        got = 0
+        while got < len(buf):
+            n = self._read_into(buf[got:])
+            if not n:
+                break
+            got += n
+        return got
+
+    def read_exactly(self, nbytes: int, what: str) -> bytearray:
+        """Read exactly ``nbytes`` or raise ProtocolError naming ``what`` as truncated."""
+        if nbytes <= _PREALLOCATE_BYTES:
+            buf = bytearray(nbytes)
+            got = self._fill(memoryview(buf))
+            if got < nbytes:
+                raise ProtocolError(f"truncated {what}: expected {nbytes} bytes, got {got}")
+            return buf
+        chunks: list[bytearray] = []
+        left = nbytes
+        while left:
+            chunk = bytearray(min(left, _CHUNK_BYTES))
+            got = self._fill(memoryview(chunk))
+            if got < len(chunk):
+                done = nbytes - left + got
+                raise ProtocolError(f"truncated {what}: expected {nbytes} bytes, got {done}")
+            chunks.append(chunk)
+            left -= got
+        return bytearray().join(chunks)
+
+    def read_message(self) -> WireMessage | None:
+        """The next message, or None at a clean end of stream (between messages).
+
+        Raises:
+            ProtocolError: unknown message id, truncation, or inconsistent lengths.
+        """
+        head = bytearray(2)
+        got = self._fill(memoryview(head))
+        if got == 0:
+            return None
+        if got < 2:
+            raise ProtocolError("truncated message id: expected 2 bytes, got 1")
+        mid = known_id(_ID.unpack(head)[0])
+        name = mid.name
+        parts: list[Buffer]
+        if mid in LENGTH_PREFIXED:
+            (n,) = _U32.unpack(self.read_exactly(4, f"{name} length"))
+            parts = [self.read_exactly(check_size(n, name), f"{name} payload")]
+        elif mid == MessageId.CLOSE:
+            parts = []
+        elif mid == MessageId.CONFIG_FILE:
+            parts = [self.read_exactly(CONFIG_FILE_BYTES, "CONFIG_FILE payload")]
+        elif mid == MessageId.ACQUISITION:
+            hdr = self.read_exactly(ACQ_HEADER_BYTES, "acquisition header")
+            traj_n, data_n = acquisition_sizes(ismrmrd.AcquisitionHeader.from_buffer(hdr))
+            traj = self.read_exactly(traj_n, "acquisition trajectory")
+            parts = [hdr, traj, self.read_exactly(data_n, "acquisition data")]
+        elif mid == MessageId.IMAGE:
+            hdr = self.read_exactly(IMAGE_HEADER_BYTES, "image header")
+            _, _, data_n = image_layout(ismrmrd.ImageHeader.from_buffer(hdr))
+            (attr_n,) = _U64.unpack(self.read_exactly(8, "image attribute length"))
+            attr = self.read_exactly(check_size(attr_n, "image attributes"), "image attributes")
+            parts = [hdr, attr, self.read_exactly(data_n, "image data")]
+        else:  # WAVEFORM
+            hdr = self.read_exactly(WAVEFORM_HEADER_BYTES, "waveform header")
+            data_n = waveform_size(ismrmrd.WaveformHeader.from_buffer(hdr))
+            parts = [hdr, self.read_exactly(data_n, "waveform data")]
+        msg = decode_parts(mid, parts)
+        self.messages_read += 1
+        return msg
+
+    def __iter__(self) -> Iterator[WireMessage]:
+        """Messages up to and including Close (or until a clean end of stream)."""
+        while True:
+            msg = self.read_message()
+            if msg is None:
+                return
+            yield msg
+            if isinstance(msg, Close):
+                return
+
+
+def decode_stream(data: bytes | bytearray | memoryview) -> list[WireMessage]:
+    """Every message in a complete MRD byte string (ProtocolError on a trailing partial one)."""
+    view = memoryview(data).cast("B")
+    pos = 0
+
+    def read_into(buf: memoryview) -> int:
+        nonlocal pos
+        n = min(len(buf), len(view) - pos)
+        buf[:n] = view[pos : pos + n]
+        pos += n
+        return n
+
+    reader = StreamReader(read_into)
+    out: list[WireMessage] = []
+    while True:
+        msg = reader.read_message()
+        if msg is None:
+            return out
+        out.append(msg)
