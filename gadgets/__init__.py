@@ -6,6 +6,12 @@ Add one line here per gadget module.
 from importlib import import_module
 
 _MODULES: list[str] = [
+    "passthrough",
+    "recorder",
+    "noise_prewhitening",
+    "remove_oversampling",
+    "coil_compression",
+    "slice_buffer",
 ]
 
 for _name in _MODULES:

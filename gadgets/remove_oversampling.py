@@ -1,0 +1,79 @@
+"""Readout-oversampling removal gadget: crop the readout FOV from encoded to recon size.
+
+Each readout's ``(coils, kx)`` data go through a 1-D centred inverse FFT along
+kx, a centre crop and a forward FFT (``kmtr_stream.kspace.oversampling``);
+``number_of_samples`` and ``center_sample`` are adjusted. No image is formed.
+Noise readouts and readouts already at recon size pass unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import ismrmrd
+import numpy as np
+
+from kmtr_stream.backend import array_module, to_numpy
+from kmtr_stream.chain.gadget import ChainContext, Gadget
+from kmtr_stream.chain.registry import register
+from kmtr_stream.errors import GadgetError
+from kmtr_stream.kspace.geometry import encoding_geometry
+from kmtr_stream.kspace.oversampling import (
+    center_sample_after,
+    crop_start,
+    remove_readout_oversampling,
+)
+
+
+@register("remove_oversampling")
+class RemoveOversamplingGadget(Gadget):
+    """Crops oversampled readouts to the recon-space matrix size x."""
+
+    @dataclass(frozen=True)
+    class Params:
+        """``remove_oversampling`` takes no parameters: sizes come from the header."""
+
+    handles = (ismrmrd.Acquisition,)
+
+    def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
+        super().__init__(gadget_id, params, context)
+        self.xp = array_module(context.backend)
+        self.encoded_x = 0
+        self.recon_x = 0
+        if context.header is not None:
+            self.on_header(context.header)
+
+    def on_header(self, header: Any) -> None:
+        geo = encoding_geometry(header)
+        self.encoded_x, self.recon_x = geo.encoded_x, geo.recon_x
+
+    def process(self, message: Any) -> Iterable[Any]:
+        acq: ismrmrd.Acquisition = message
+        n_in = int(acq.number_of_samples)
+        if self.recon_x == 0:
+            raise GadgetError(self.id, None, "readout arrived before the XML header")
+        if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) or n_in == self.recon_x:
+            yield acq
+            return
+        if n_in != self.encoded_x:
+            raise GadgetError(
+                self.id, None,
+                f"readout has {n_in} samples; header says encoded {self.encoded_x}, "
+                f"recon {self.recon_x}",
+            )
+        n_out = self.recon_x
+        data = remove_readout_oversampling(self.xp.asarray(acq.data), n_out)
+        head = acq.getHead()
+        head.number_of_samples = n_out
+        head.center_sample = center_sample_after(int(head.center_sample), n_in, n_out)
+        traj = acq.traj
+        if traj.shape[1] > 0:
+            start = crop_start(n_in, n_out)
+            traj = traj[start : start + n_out]
+        yield ismrmrd.Acquisition(
+            head,
+            data=np.ascontiguousarray(to_numpy(data), dtype=np.complex64),
+            trajectory=np.ascontiguousarray(traj, dtype=np.float32),
+        )

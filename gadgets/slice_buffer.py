@@ -1,0 +1,236 @@
+"""Slice buffer gadget: gathers readouts per (slice, phase, repetition) and triggers.
+
+Each buffer is ``(coils, ky, kx)`` complex64 on the chain's backend, indexed
+by ``kspace_encode_step_1``, with a ``(ky,)`` mask beside it. When its trigger
+fires (``kmtr_stream.kspace.triggers``) it goes downstream as a
+``SliceKSpace``, intensity-normalised like the training data
+(``kmtr_stream.kspace.normalisation``). At most ``max_open_buffers`` are open;
+opening one more evicts the oldest and reports it (ErrorReport "evicted" plus a
+log line). Lines of a buffer that was already emitted as final or evicted are
+dropped and logged, so no buffer is ever emitted twice as final.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import ismrmrd
+
+from kmtr_stream.backend import array_module
+from kmtr_stream.chain.gadget import ChainContext, Gadget, param
+from kmtr_stream.chain.registry import register
+from kmtr_stream.errors import BufferEvictedError, GadgetError
+from kmtr_stream.kspace.buffer import BufferKey, BufferStore, KSpaceBuffer
+from kmtr_stream.kspace.geometry import EncodingGeometry, encoding_geometry
+from kmtr_stream.kspace.normalisation import normalise_kspace
+from kmtr_stream.kspace.triggers import MODES, Emission, TriggerPolicy, decide, decide_flush
+from kmtr_stream.messages import ErrorReport, SliceKSpace
+
+#: Readouts that carry no k-space lines of the image (skipped by the buffer).
+_NON_IMAGING_FLAGS = (
+    ismrmrd.ACQ_IS_NOISE_MEASUREMENT,
+    ismrmrd.ACQ_IS_NAVIGATION_DATA,
+    ismrmrd.ACQ_IS_PHASECORR_DATA,
+    ismrmrd.ACQ_IS_DUMMYSCAN_DATA,
+    ismrmrd.ACQ_IS_RTFEEDBACK_DATA,
+    ismrmrd.ACQ_IS_HPFEEDBACK_DATA,
+    ismrmrd.ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA,
+    ismrmrd.ACQ_IS_PHASE_STABILIZATION,
+    ismrmrd.ACQ_IS_PHASE_STABILIZATION_REFERENCE,
+)
+_CALIB_FLAGS = (
+    ismrmrd.ACQ_IS_PARALLEL_CALIBRATION,
+    ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING,
+)
+
+
+@register("slice_buffer")
+class SliceBufferGadget(Gadget):
+    """Buffers undersampled k-space per slice and phase; emits ``SliceKSpace`` on triggers."""
+
+    @dataclass(frozen=True)
+    class Params:
+        """Parameters of ``slice_buffer``."""
+
+        trigger: str = param(
+            "last_in_slice", choices=MODES,
+            doc="when a buffer is emitted: last_in_slice | coverage | progressive | flush",
+        )
+        coverage_fraction: float = param(
+            0.3, min=0.0, max=1.0,
+            doc="fraction of the encoded ky lines needed (besides the calibration region) "
+            "for the coverage step",
+        )
+        progressive_fractions: tuple[float, ...] = param(
+            (0.4, 0.5, 0.6),
+            doc="later fractions of the encoded ky lines at which progressive mode refines",
+        )
+        calibration_lines: int = param(
+            0, min=0, max=4096,
+            doc="width of the central calibration region in ky lines; 0 = from the lines "
+            "flagged parallel-calibration",
+        )
+        max_open_buffers: int = param(
+            64, min=1, max=1 << 16, doc="most buffers open at once; the oldest is evicted",
+        )
+        normalise: bool = param(
+            True, doc="apply the training data's intensity normalisation on emission",
+        )
+
+    handles = (ismrmrd.Acquisition,)
+
+    def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
+        super().__init__(gadget_id, params, context)
+        for f in params.progressive_fractions:
+            if not 0.0 < float(f) <= 1.0:
+                raise GadgetError(
+                    gadget_id, None, f"progressive_fractions must lie in (0, 1], got {f}"
+                )
+        self.xp = array_module(context.backend)
+        self.geo: EncodingGeometry | None = None
+        self.policy: TriggerPolicy | None = None
+        self.store: BufferStore | None = None
+        self.dropped_lines = 0
+        self.skipped_lines = 0
+        self.evictions = 0
+        self._measurement_closed = False
+        self._warned_keys: set[BufferKey] = set()
+        if context.header is not None:
+            self.on_header(context.header)
+
+    def on_header(self, header: Any) -> None:
+        geo = encoding_geometry(header)
+        self.geo = geo
+        self.policy = TriggerPolicy(
+            mode=self.params.trigger,
+            n_ky=geo.n_ky,
+            center_line=geo.center_line,
+            coverage_fraction=float(self.params.coverage_fraction),
+            progressive_fractions=tuple(float(f) for f in self.params.progressive_fractions),
+            calibration_lines=int(self.params.calibration_lines),
+            expect_calibration=geo.expect_calibration,
+        )
+        self.store = BufferStore(self.xp, geo.n_ky, int(self.params.max_open_buffers))
+
+    def _expected_buffers(self) -> int:
+        assert self.geo is not None
+        return self.geo.n_slices * self.geo.n_phases * self.geo.n_repetitions
+
+    def _emit(self, buf: KSpaceBuffer, em: Emission) -> SliceKSpace:
+        assert self.geo is not None and self.store is not None
+        xp = self.xp
+        if em.final:
+            self.store.close(buf.key)
+            kspace = buf.kspace  # closed for good: hand the array over without a copy
+            mask = buf.mask
+        else:
+            kspace = buf.kspace.copy()
+            mask = buf.mask.copy()
+        if self.params.normalise:
+            kspace = normalise_kspace(kspace, mask, self.geo.center_line, out=kspace)
+        last = False
+        if em.final and not self._measurement_closed:
+            all_done = not self.store.open and len(self.store.closed) >= self._expected_buffers()
+            last = buf.last_in_measurement or all_done
+            self._measurement_closed = last
+        return SliceKSpace(
+            kspace=kspace,
+            mask=xp.asarray(mask),
+            slice=buf.key.slice,
+            phase=buf.key.phase,
+            repetition=buf.key.repetition,
+            n_slices=self.geo.n_slices,
+            n_phases=self.geo.n_phases,
+            trigger=em.trigger,
+            final=em.final,
+            last_in_measurement=last,
+            voxel_size_mm=self.geo.voxel_size_mm,
+            header=self.context.header,
+            t_last_line_ns=buf.t_last_line_ns,
+        )
+
+    def _evicted_report(self, buf: KSpaceBuffer) -> ErrorReport:
+        self.evictions += 1
+        k = buf.key
+        text = (
+            f"slice buffer slice={k.slice} phase={k.phase} repetition={k.repetition} evicted "
+            f"with {buf.state.n_lines} of {buf.mask.shape[0]} lines: "
+            f"max_open_buffers={self.params.max_open_buffers} reached"
+        )
+        self.context.logger.warning("%s: %s", self.id, text)
+        return ErrorReport(
+            code=BufferEvictedError.code,
+            message=text,
+            gadget=self.id,
+            context={
+                "slice": k.slice, "phase": k.phase, "repetition": k.repetition,
+                "lines": buf.state.n_lines,
+            },
+        )
+
+    def process(self, message: Any) -> Iterable[Any]:
+        acq: ismrmrd.Acquisition = message
+        if self.store is None or self.policy is None:
+            raise GadgetError(self.id, None, "readout arrived before the XML header")
+        if any(acq.is_flag_set(f) for f in _NON_IMAGING_FLAGS):
+            self.skipped_lines += 1
+            return
+        idx = acq.idx
+        key = BufferKey(int(idx.slice), int(idx.phase), int(idx.repetition))
+        ky = int(idx.kspace_encode_step_1)
+        if not 0 <= ky < self.store.n_ky:
+            raise GadgetError(
+                self.id, None, f"kspace_encode_step_1={ky} outside 0..{self.store.n_ky - 1}"
+            )
+        buf = self.store.get(key)
+        if buf is None:
+            if key in self.store.closed:
+                self._drop(key)
+                return
+            buf, evicted = self.store.open_buffer(
+                key, int(acq.active_channels), int(acq.number_of_samples)
+            )
+            if evicted is not None:
+                yield self._evicted_report(evicted)
+        coils, _, kx = buf.kspace.shape
+        if (int(acq.active_channels), int(acq.number_of_samples)) != (coils, kx):
+            raise GadgetError(
+                self.id, None,
+                f"readout of {acq.active_channels} coils x {acq.number_of_samples} samples "
+                f"does not fit buffer {key} of {coils} coils x {kx} samples",
+            )
+        is_calib = any(acq.is_flag_set(f) for f in _CALIB_FLAGS)
+        buf.insert(self.policy, ky, self.xp.asarray(acq.data), is_calib)
+        buf.t_last_line_ns = time.perf_counter_ns()
+        if acq.is_flag_set(ismrmrd.ACQ_LAST_IN_MEASUREMENT):
+            buf.last_in_measurement = True
+        em = decide(self.policy, buf.state, acq.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE))
+        if em is not None:
+            yield self._emit(buf, em)
+
+    def _drop(self, key: BufferKey) -> None:
+        self.dropped_lines += 1
+        if key not in self._warned_keys:
+            self._warned_keys.add(key)
+            self.context.logger.info(
+                "%s: line for slice=%d phase=%d repetition=%d after its buffer closed is dropped",
+                self.id, key.slice, key.phase, key.repetition,
+            )
+
+    def flush(self) -> Iterable[Any]:
+        if self.store is None:
+            return []
+        out: list[Any] = []
+        pending = list(self.store.open.values())
+        for i, buf in enumerate(pending):
+            em = decide_flush(buf.state)
+            if em is None:
+                continue
+            if i == len(pending) - 1:
+                # The stream ends here, so the last buffer closes the measurement.
+                buf.last_in_measurement = True
+            out.append(self._emit(buf, em))
+        return out

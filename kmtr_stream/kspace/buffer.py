@@ -1,0 +1,98 @@
+"""Bounded store of open slice buffers (array bookkeeping, no messages).
+
+One buffer per ``(slice, phase, repetition)`` holds ``(coils, ky, kx)``
+complex64 k-space on the backend's device, allocated once when its first
+line arrives, and a ``(ky,)`` host bool mask of the lines acquired. At most
+``max_open`` buffers are open; opening one more evicts the oldest, which the
+caller must report.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from kmtr_stream.kspace.triggers import CoverageState, TriggerPolicy
+
+
+class BufferKey(NamedTuple):
+    """Identity of one slice buffer."""
+
+    slice: int
+    phase: int
+    repetition: int
+
+
+@dataclass
+class KSpaceBuffer:
+    """One open slice buffer.
+
+    Attributes:
+        key: its (slice, phase, repetition).
+        kspace: ``(coils, ky, kx)`` complex64 on the backend's device.
+        mask: ``(ky,)`` host bool, True where a line arrived.
+        state: trigger bookkeeping.
+        last_in_measurement: a line flagged ACQ_LAST_IN_MEASUREMENT arrived.
+        t_last_line_ns: ``perf_counter_ns`` of the latest line.
+    """
+
+    key: BufferKey
+    kspace: Any
+    mask: np.ndarray
+    state: CoverageState = field(default_factory=CoverageState)
+    last_in_measurement: bool = False
+    t_last_line_ns: int = 0
+
+    def insert(self, policy: TriggerPolicy, ky: int, line: Any, is_calibration: bool) -> None:
+        """Write one ``(coils, kx)`` line at ``ky`` (a repeated ky overwrites)."""
+        self.kspace[:, ky, :] = line
+        is_new = not bool(self.mask[ky])
+        self.mask[ky] = True
+        self.state.add_line(policy, ky, is_new, is_calibration)
+
+
+class BufferStore:
+    """Open buffers in opening order, capped at ``max_open``; closed keys are remembered.
+
+    Args:
+        xp: array module (numpy or cupy) that buffers live in.
+        n_ky: ky lines of each buffer.
+        max_open: most buffers open at once.
+    """
+
+    def __init__(self, xp: Any, n_ky: int, max_open: int) -> None:
+        if max_open < 1:
+            raise ValueError(f"max_open must be >= 1, got {max_open}")
+        self.xp = xp
+        self.n_ky = n_ky
+        self.max_open = max_open
+        self.open: OrderedDict[BufferKey, KSpaceBuffer] = OrderedDict()
+        self.closed: set[BufferKey] = set()
+
+    def get(self, key: BufferKey) -> KSpaceBuffer | None:
+        """The open buffer of ``key``, or None."""
+        return self.open.get(key)
+
+    def open_buffer(
+        self, key: BufferKey, coils: int, kx: int
+    ) -> tuple[KSpaceBuffer, KSpaceBuffer | None]:
+        """Allocate a buffer for ``key``; returns it and the evicted oldest one, if any."""
+        evicted = None
+        if len(self.open) >= self.max_open:
+            _, evicted = self.open.popitem(last=False)
+            self.closed.add(evicted.key)
+        buf = KSpaceBuffer(
+            key=key,
+            kspace=self.xp.zeros((coils, self.n_ky, kx), dtype=self.xp.complex64),
+            mask=np.zeros(self.n_ky, dtype=bool),
+        )
+        self.open[key] = buf
+        return buf, evicted
+
+    def close(self, key: BufferKey) -> KSpaceBuffer:
+        """Remove an open buffer for good; later lines of ``key`` are refused."""
+        self.closed.add(key)
+        return self.open.pop(key)

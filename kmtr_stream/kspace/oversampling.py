@@ -1,0 +1,53 @@
+"""Readout-oversampling removal along kx (pure math), no image is formed.
+
+A readout sampled with oversampling factor ``n_in / n_out`` covers a field of
+view ``n_in / n_out`` times the reconstructed one along x. Removing it is a
+1-D operation on each readout: centred inverse FFT along kx, keep the central
+``n_out`` samples of the 1-D profile, centred FFT back. With NumPy's default
+FFT normalisation (``ifft`` divides by ``n_in``, ``fft`` does not scale) the
+retained k-space samples keep their scale: for an object that lies inside the
+reconstructed field of view the result equals decimating kx by the factor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kmtr_stream.kspace.xp import get_array_module
+
+
+def crop_start(n_in: int, n_out: int) -> int:
+    """First kept index of the centred crop of ``n_out`` from ``n_in`` (DC at ``n // 2``)."""
+    if not 1 <= n_out <= n_in:
+        raise ValueError(f"cannot crop {n_out} samples from {n_in}")
+    return n_in // 2 - n_out // 2
+
+
+def remove_readout_oversampling(data: Any, n_out: int) -> Any:
+    """Crop the readout field of view of ``(..., kx)`` k-space to ``n_out`` samples.
+
+    Args:
+        data: ``(..., kx)`` complex k-space, DC at index ``kx // 2``.
+        n_out: samples to keep (the recon-space matrix size x).
+
+    Returns:
+        ``(..., n_out)`` complex k-space of ``data``'s dtype, DC at ``n_out // 2``.
+    """
+    xp = get_array_module(data)
+    n_in = data.shape[-1]
+    if n_out == n_in:
+        return data
+    start = crop_start(n_in, n_out)
+    profile = xp.fft.fftshift(xp.fft.ifft(xp.fft.ifftshift(data, axes=-1), axis=-1), axes=-1)
+    cropped = profile[..., start : start + n_out]
+    out = xp.fft.fftshift(xp.fft.fft(xp.fft.ifftshift(cropped, axes=-1), axis=-1), axes=-1)
+    return out.astype(data.dtype)
+
+
+def center_sample_after(center_sample: int, n_in: int, n_out: int) -> int:
+    """``center_sample`` of a readout after cropping ``n_in`` -> ``n_out`` samples.
+
+    The echo centre moves by the same ratio as the sample count (Gadgetron
+    halves it for factor-2 oversampling).
+    """
+    return round(center_sample * n_out / n_in)
