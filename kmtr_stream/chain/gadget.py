@@ -9,14 +9,30 @@ whatever it yields goes downstream before the CLOSE.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 
 @dataclass(frozen=True)
 class NoParams:
     """Parameters of a gadget that takes none."""
+
+
+class MessageTimes(NamedTuple):
+    """Timing of the incoming message a gadget is processing right now.
+
+    Attributes:
+        message_index: index of the incoming message (0, 1, 2, ... in submit order);
+            None while flushing at end of stream.
+        t_submit_ns: ``time.perf_counter_ns()`` when the runner received it.
+        t_enter_ns: ``time.perf_counter_ns()`` when it entered this gadget.
+    """
+
+    message_index: int | None
+    t_submit_ns: int
+    t_enter_ns: int
 
 
 @dataclass
@@ -37,6 +53,15 @@ class ChainContext:
     header: Any = None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kmtr_stream"))
     extras: dict[str, Any] = field(default_factory=dict)
+    _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    def current_message_times(self) -> MessageTimes | None:
+        """Index and timestamps of the message being processed in the calling thread.
+
+        Set by the chain runtime around every ``process``/``flush`` call, so a
+        gadget can put end-to-end latencies into its results. None outside a call.
+        """
+        return getattr(self._local, "times", None)
 
 
 class Gadget:
@@ -69,6 +94,16 @@ class Gadget:
     def flush(self) -> Iterable[Any]:
         """End of stream: yield everything still held. Called exactly once."""
         return ()
+
+    def describe_state(self) -> str | None:
+        """What this gadget holds right now (e.g. "3 slices buffered"), or None if nothing.
+
+        Logged by the runtime when a stream is aborted.
+        """
+        return None
+
+    def on_abort(self) -> None:
+        """The stream was aborted (client vanished): release resources; nothing goes downstream."""
 
 
 def param(

@@ -1,0 +1,269 @@
+"""Chain runner: order, flush, pass-through, errors, header, backpressure, abort, stats, traces."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from kmtr_stream.chain.config import parse_chain_config
+from kmtr_stream.chain.queues import QueueFullError
+from kmtr_stream.chain.runtime import ChainRunner
+from kmtr_stream.errors import KmtrError
+from kmtr_stream.messages import Close, ErrorReport, Result, Text, XmlHeader
+from tests.unit.chain_helpers import HEADER_XML, TagGadget, make_acquisition
+
+
+def chain(body: str, queue_size: int = 64, policy: str = "block") -> Any:
+    text = (
+        f'[chain]\nname = "t"\nbackend = "numpy"\nqueue_size = {queue_size}\n'
+        f'full_queue_policy = "{policy}"\n' + body
+    )
+    return parse_chain_config(text, "test.toml")
+
+
+def run(spec: Any, messages: list[Any], **kw: Any) -> tuple[list[Any], ChainRunner]:
+    out: list[Any] = []
+    runner = ChainRunner(spec, emit=out.append, connection_id="c1", **kw)
+    runner.start()
+    for m in messages:
+        runner.submit(m)
+    assert runner.close(timeout=10)
+    return out, runner
+
+
+PASS = '[[gadgets]]\nid = "pass"\ntype = "passthrough"\n'
+TAG_HOLD = (
+    '[[gadgets]]\nid = "tag"\ntype = "_test_tag"\n[[gadgets]]\nid = "hold"\ntype = "_test_hold"\n'
+)
+
+
+@pytest.mark.parametrize("threads", [False, True])
+def test_passthrough_preserves_order_and_identity(threads: bool) -> None:
+    body = PASS + '[[gadgets]]\nid = "pass2"\ntype = "passthrough"\n'
+    if threads:
+        body += "new_thread = true\n"
+    msgs: list[Any] = [XmlHeader(HEADER_XML)] + [make_acquisition(i) for i in range(300)]
+    out, runner = run(chain(body, queue_size=7), msgs)
+    assert len(out) == len(msgs)
+    assert all(a is b for a, b in zip(out, msgs, strict=True))
+    stats = runner.stats()
+    assert stats["submitted"] == 301 and stats["emitted"] == 301
+    assert len(stats["queues"]) == (2 if threads else 1)
+    assert all(q["high_water"] <= 7 for q in stats["queues"])
+
+
+def test_unhandled_types_pass_through_unchanged() -> None:
+    body = '[[gadgets]]\nid = "tag"\ntype = "_test_tag"\n'
+    acq = make_acquisition(0)
+    msgs = [Text("a"), acq, Result("r", {"k": 1}), Text("b")]
+    out, _ = run(chain(body), msgs)
+    assert out[0] == Text("ax") and out[1] is acq and out[2] is msgs[2] and out[3] == Text("bx")
+    assert out[4] == Text("flushed tag")
+
+
+def test_flush_runs_once_in_chain_order_and_outputs_go_downstream() -> None:
+    TagGadget.log.clear()
+    body = (
+        '[[gadgets]]\nid = "t1"\ntype = "_test_tag"\n[gadgets.params]\ntag = "1"\n'
+        '[[gadgets]]\nid = "t2"\ntype = "_test_tag"\nnew_thread = true\n'
+        '[gadgets.params]\ntag = "2"\n'
+        '[[gadgets]]\nid = "t3"\ntype = "_test_tag"\n[gadgets.params]\ntag = "3"\n'
+    )
+    out: list[Any] = []
+    runner = ChainRunner(chain(body), emit=out.append)
+    runner.start()
+    runner.submit(Text("m"))
+    assert runner.close(timeout=10)
+    assert runner.close(timeout=10)  # idempotent
+    assert TagGadget.log == [("t1", "flush"), ("t2", "flush"), ("t3", "flush")]
+    # t1's flush output crosses t2 and t3; t3's own flush output comes last.
+    assert [m.text for m in out] == ["m123", "flushed t123", "flushed t23", "flushed t3"]
+    with pytest.raises(KmtrError, match="end of stream"):
+        runner.submit(Text("late"))
+
+
+def test_gadget_exception_becomes_error_report_and_chain_continues(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = '[[gadgets]]\nid = "tag"\ntype = "_test_tag"\n[gadgets.params]\nfail_on = 1\n'
+    body += '[[gadgets]]\nid = "ff"\ntype = "_test_flushfail"\n'
+    with caplog.at_level(logging.ERROR, logger="kmtr_stream.chain"):
+        out, runner = run(chain(body), [Text("a"), make_acquisition(0), Text("b"), Text("c")])
+    assert out[0] == Text("ax") and out[3] == Text("cx")
+    err = out[2]
+    assert isinstance(err, ErrorReport)
+    assert err.gadget == "tag" and err.message_index == 2 and err.code == "gadget"
+    assert "boom on text 1" in err.message and "message #2" in err.message
+    # flush failure of 'ff' is reported too, after tag's flush output passed through it
+    assert out[4] == Text("flushed tag")
+    assert isinstance(out[5], ErrorReport) and out[5].gadget == "ff"
+    assert "cannot flush" in out[5].message
+    assert runner.stats()["errors"] == 2
+    assert "gadget 'tag' on message #2" in caplog.text
+
+
+def test_header_parsed_once_delivered_to_every_gadget_and_passed_on() -> None:
+    body = TAG_HOLD
+    out: list[Any] = []
+    runner = ChainRunner(chain(body), emit=out.append)
+    runner.start()
+    hdr = XmlHeader(HEADER_XML)
+    runner.submit(hdr)
+    runner.submit(Text("z"))
+    assert runner.close(timeout=10)
+    assert out[0] is hdr
+    header = runner.context.header
+    assert header.encoding[0].encodedSpace.matrixSize.x == 16
+    gadgets = [st.gadget for w in runner._workers for st in w.stages]
+    assert all(g.header is header for g in gadgets)
+
+
+def test_bad_header_is_reported_not_fatal() -> None:
+    out, _ = run(chain(PASS), [XmlHeader("<not-ismrmrd/>"), Text("after")])
+    assert isinstance(out[0], ErrorReport) and out[0].code == "protocol"
+    assert out[0].message_index == 0
+    assert isinstance(out[1], XmlHeader) and out[2] == Text("after")
+
+
+def test_split_outputs_and_internal_messages_counted_not_emitted() -> None:
+    body = '[[gadgets]]\nid = "split"\ntype = "_test_split"\n' + PASS
+    out, runner = run(chain(body), [Text("p"), Text("q")])
+    assert [m.text for m in out] == ["p/a", "p/b", "q/a", "q/b"]
+    assert runner.stats()["internal_at_end"] == 2
+
+
+def test_backpressure_blocks_producer_and_loses_nothing() -> None:
+    body = '[[gadgets]]\nid = "slow"\ntype = "_test_tag"\n[gadgets.params]\ndelay_s = 0.01\n'
+    out: list[Any] = []
+    runner = ChainRunner(chain(body, queue_size=2), emit=out.append)
+    runner.start()
+    n = 20
+    t0 = time.perf_counter()
+    for i in range(n):
+        runner.submit(Text(str(i)))
+    submit_s = time.perf_counter() - t0
+    assert runner.close(timeout=10)
+    # With room for ~2 queued + 2 in the worker's batch, the producer had to wait for the
+    # slow gadget on most messages.
+    assert submit_s >= (n - 5) * 0.01 * 0.8
+    assert [m.text for m in out[:n]] == [f"{i}x" for i in range(n)]
+    assert runner.stats()["queues"][0]["high_water"] <= 2
+
+
+def test_policy_error_raises_naming_queue_and_size() -> None:
+    body = '[[gadgets]]\nid = "slow"\ntype = "_test_tag"\n[gadgets.params]\ndelay_s = 0.2\n'
+    runner = ChainRunner(chain(body, queue_size=2, policy="error"), emit=lambda m: None)
+    runner.start()
+    with pytest.raises(
+        QueueFullError, match=r"queue 0 \(before gadget 'slow'\) is full \(2 messages\)"
+    ):
+        for i in range(10):
+            runner.submit(Text(str(i)))
+    runner.abort("test over")
+
+
+def test_abort_logs_in_flight_messages_and_held_state(caplog: pytest.LogCaptureFixture) -> None:
+    body = (
+        '[[gadgets]]\nid = "hold"\ntype = "_test_hold"\n'
+        '[[gadgets]]\nid = "slow"\ntype = "_test_tag"\nnew_thread = true\n'
+        "[gadgets.params]\ndelay_s = 0.05\n"
+    )
+    out: list[Any] = []
+    runner = ChainRunner(chain(body, queue_size=4), emit=out.append, connection_id="conn-7")
+    runner.start()
+    runner.submit(Text("held"))
+    runner.submit(XmlHeader(HEADER_XML))
+    for i in range(3):
+        runner.submit(Text(f"k{i}"))  # the hold gadget keeps these, nothing reaches 'slow'
+    time.sleep(0.05)
+    with caplog.at_level(logging.ERROR, logger="kmtr_stream.chain"):
+        t0 = time.perf_counter()
+        runner.abort("client vanished")
+        assert time.perf_counter() - t0 < 1.5
+    assert "connection conn-7" in caplog.text and "client vanished" in caplog.text
+    assert "messages in flight" in caplog.text
+    assert "'hold': 4 texts held" in caplog.text
+    assert not any(isinstance(m, Text) for m in out)  # nothing flushed to the client
+    runner.abort("again")  # idempotent
+    with pytest.raises(KmtrError, match="aborted"):
+        runner.submit(Text("x"))
+
+
+def test_abort_wakes_blocked_producer() -> None:
+    body = '[[gadgets]]\nid = "slow"\ntype = "_test_tag"\n[gadgets.params]\ndelay_s = 0.2\n'
+    runner = ChainRunner(chain(body, queue_size=1), emit=lambda m: None)
+    runner.start()
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for i in range(20):
+                runner.submit(Text(str(i)))
+        except KmtrError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    time.sleep(0.1)
+    runner.abort("gone")
+    t.join(timeout=2)
+    assert not t.is_alive() and errors
+
+
+def test_close_message_ends_stream_and_is_not_emitted() -> None:
+    out: list[Any] = []
+    runner = ChainRunner(chain(PASS), emit=out.append)
+    runner.start()
+    runner.submit(Text("a"))
+    runner.submit(Close())
+    assert runner.close(timeout=10)
+    assert out == [Text("a")]
+
+
+def test_stats_and_trace_file(tmp_path: Any) -> None:
+    body = TAG_HOLD
+    trace = tmp_path / "trace.jsonl"
+    _, runner = run(chain(body), [Text(str(i)) for i in range(5)], trace_path=trace)
+    stats = runner.stats()
+    json.dumps(stats)
+    tag = stats["stages"][0]
+    assert tag["id"] == "tag" and tag["count"] == 5 and tag["median_us"] >= 0
+    assert tag["p95_us"] >= tag["median_us"]
+    assert stats["end_to_end"]["count"] == 0  # held texts are emitted at flush (index None)
+    lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert lines[0]["connection"] == "c1"
+    tag_lines = [r for r in lines[1:] if r["stage"] == "tag" and r["index"] is not None]
+    assert [r["index"] for r in tag_lines] == [0, 1, 2, 3, 4]
+    assert all(r["t_leave_ns"] >= r["t_enter_ns"] for r in lines[1:])
+    # gadgets see the index and entry time of the message they process
+    hold = runner._workers[0].stages[1].gadget
+    assert [t.message_index for t in hold.times] == [0, 1, 2, 3, 4, None]  # None: flush output
+    assert all(t.t_enter_ns >= t.t_submit_ns for t in hold.times)
+
+
+def test_emit_failure_is_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    def bad_emit(msg: Any) -> None:
+        raise OSError("socket gone")
+
+    runner = ChainRunner(chain(PASS), emit=bad_emit, connection_id="c9")
+    runner.start()
+    runner.submit(Text("a"))
+    with caplog.at_level(logging.ERROR, logger="kmtr_stream.chain"):
+        runner.close(timeout=10)
+    assert runner.stats()["emit_failures"] == 1
+    assert "connection c9: emit failed" in caplog.text
+
+
+def test_submit_before_start_and_double_start() -> None:
+    runner = ChainRunner(chain(PASS), emit=lambda m: None)
+    with pytest.raises(KmtrError, match="before start"):
+        runner.submit(Text("a"))
+    runner.start()
+    with pytest.raises(KmtrError, match="already started"):
+        runner.start()
+    runner.close(timeout=5)
