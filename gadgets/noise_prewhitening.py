@@ -132,5 +132,10 @@ class NoisePrewhiteningGadget(Gadget):
             self._fix(acq)
         if self.prewhitener is not None:
             white = apply_prewhitening(self.prewhitener, self.xp.asarray(acq.data))
-            acq.data[:] = to_numpy(white).astype(np.complex64, copy=False)
+            # A new message, never an in-place edit: upstream taps may hold the original.
+            acq = ismrmrd.Acquisition(
+                acq.getHead(),
+                data=np.ascontiguousarray(to_numpy(white), dtype=np.complex64),
+                trajectory=np.array(acq.traj, dtype=np.float32),
+            )
         yield acq

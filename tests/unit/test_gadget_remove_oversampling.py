@@ -1,0 +1,47 @@
+"""remove_oversampling gadget: header-driven crop, acquisition header updated."""
+
+from __future__ import annotations
+
+import ismrmrd
+import numpy as np
+import pytest
+
+from gadgets.remove_oversampling import RemoveOversamplingGadget
+from kmtr_stream.errors import GadgetError
+from kmtr_stream.kspace.oversampling import remove_readout_oversampling
+from tests.unit.kspace_streams import acquisition, context, header_xml, make, run
+
+
+@pytest.mark.parametrize(("coils", "enc", "rec"), [(3, 256, 128), (5, 74, 37), (7, 101, 50)])
+def test_crops_to_recon_size(coils: int, enc: int, rec: int) -> None:
+    rng = np.random.default_rng(enc)
+    ctx = context(header_xml(enc, rec, 8))
+    g = make(RemoveOversamplingGadget, ctx)
+    data = (rng.standard_normal((coils, enc)) + 1j * rng.standard_normal((coils, enc))).astype(
+        np.complex64
+    )
+    acq = acquisition(data, ky=3, slice_=1, phase=2, flags=[ismrmrd.ACQ_LAST_IN_SLICE])
+    acq.center_sample = enc // 2
+    (out,) = run([g], [acq])
+    assert out.number_of_samples == rec and out.active_channels == coils
+    assert out.center_sample == round((enc // 2) * rec / enc)
+    assert out.data.shape == (coils, rec) and out.data.dtype == np.complex64
+    assert (out.idx.kspace_encode_step_1, out.idx.slice, out.idx.phase) == (3, 1, 2)
+    assert out.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE)
+    np.testing.assert_allclose(
+        out.data, remove_readout_oversampling(data, rec), rtol=1e-5, atol=1e-5
+    )
+    # The wire form stays consistent with the new size.
+    back = ismrmrd.Acquisition.from_bytes(out.to_bytes())
+    np.testing.assert_array_equal(back.data, out.data)
+
+
+def test_passes_noise_and_recon_size_and_rejects_other_sizes() -> None:
+    ctx = context(header_xml(64, 32, 8))
+    g = make(RemoveOversamplingGadget, ctx, gadget_id="ro")
+    noise = acquisition(np.ones((3, 64)), flags=[ismrmrd.ACQ_IS_NOISE_MEASUREMENT])
+    small = acquisition(np.ones((3, 32)))
+    out = run([g], [noise, small])
+    assert out[0] is noise and out[1] is small
+    with pytest.raises(GadgetError, match="readout has 50 samples"):
+        list(g.process(acquisition(np.ones((3, 50)))))
