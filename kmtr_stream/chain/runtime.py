@@ -46,6 +46,20 @@ def _type_label(msg: Any) -> str:
     return type(msg).__name__
 
 
+def _ranges(indices: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"#3..#5, #9"`` (sorted input)."""
+    parts: list[str] = []
+    start = prev = indices[0]
+    for i in [*indices[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(f"#{start}" if start == prev else f"#{start}..#{prev}")
+        if i is not None:
+            start = prev = i
+    return ", ".join(parts)
+
+
 class _Stage:
     """One gadget and its latency samples."""
 
@@ -72,7 +86,8 @@ class _Worker:
         self.next: _Worker | None = None
         self.wait_samples = LatencySamples()
         self.current_index: int | None = None
-        self.done_index = -1
+        self.batch: list[Any] = []
+        self.pos = 0
         self.thread = threading.Thread(
             target=self._main,
             name=f"chain-{runner.connection_id}-w{number}",
@@ -88,7 +103,7 @@ class _Worker:
         while k < n:
             st = stages[k]
             if type(msg) is XmlHeader:
-                self._on_header(st, index)
+                self._on_header(st, index, t_submit)
             if not isinstance(msg, st.handles):
                 k += 1
                 continue
@@ -115,7 +130,7 @@ class _Worker:
         else:
             runner._deliver(index, t_submit, msg)
 
-    def _on_header(self, st: _Stage, index: int | None) -> None:
+    def _on_header(self, st: _Stage, index: int | None, t_submit: int) -> None:
         header = self.runner.context.header
         if header is None:
             return
@@ -123,7 +138,7 @@ class _Worker:
             st.gadget.on_header(header)
         except Exception as exc:
             err = self.runner._report(st.spec.id, index, exc, "on_header")
-            self._run(self.stages.index(st) + 1, index, 0, err)
+            self._run(self.stages.index(st) + 1, index, t_submit, err)
 
     def _flush(self) -> None:
         for k, st in enumerate(self.stages):
@@ -148,7 +163,10 @@ class _Worker:
         runner = self.runner
         try:
             while True:
-                for item in self.inq.get_batch():
+                batch = self.inq.get_batch()
+                self.batch = batch
+                for pos, item in enumerate(batch):
+                    self.pos = pos
                     if runner._aborted:
                         self._abort_stages()
                         return
@@ -175,8 +193,8 @@ class _Worker:
                         if err is not None:
                             self._run(0, index, t_submit, err)
                     self._run(0, index, t_submit, msg)
-                    self.done_index = index
                     self.current_index = None
+                self.batch = []
         except QueueClosedError:
             self._abort_stages()
         except BaseException:
@@ -243,6 +261,8 @@ class ChainRunner:
         )
         self._workers: list[_Worker] = []
         self._next_index = 0
+        self._submitted = 0
+        self._count_lock = threading.Lock()
         self._started = False
         self._closing = False
         self._aborted = False
@@ -300,11 +320,17 @@ class ChainRunner:
         for w in self._workers:
             w.thread.start()
 
-    def submit(self, msg: Any) -> int:
-        """Feed one incoming message; returns its index (0, 1, 2, ...).
+    def submit(self, msg: Any, index: int | None = None) -> int:
+        """Feed one incoming message; returns its message index.
 
         Safe for one producer thread. A ``Close`` message starts the end of
         stream like ``close()`` but does not wait; it is not forwarded to ``emit``.
+
+        Args:
+            msg: the incoming message.
+            index: the message's index in the client's stream, when the caller
+                numbers messages itself (e.g. counting ones it consumed); it must
+                grow with every call. By default messages are numbered 0, 1, 2, ...
 
         Raises:
             QueueFullError: the first queue is full under ``full_queue_policy = "error"``.
@@ -321,10 +347,17 @@ class ChainRunner:
         if type(msg) is Close:
             self._begin_close()
             return -1
-        index = self._next_index
+        if index is None:
+            index = self._next_index
+        elif index < self._next_index:
+            raise KmtrError(
+                f"connection {self.connection_id}: message index {index} is not above the "
+                f"previous one ({self._next_index - 1})"
+            )
         now = time.perf_counter_ns()
         self._workers[0].inq.put((index, now, msg, now))
         self._next_index = index + 1
+        self._submitted += 1
         return index
 
     def _begin_close(self) -> None:
@@ -391,17 +424,23 @@ class ChainRunner:
             self._trace.close()
 
     # -- internals ----------------------------------------------------
+    def _in_flight_indices(self) -> list[int]:
+        """Indices of messages queued or in a worker (snapshots; the workers keep running)."""
+        found: set[int] = set()
+        for w in self._workers:
+            if w.current_index is not None:
+                found.add(w.current_index)
+            pending = list(w.batch)[w.pos + 1 :] + list(w.inq._items)
+            found.update(item[0] for item in pending if isinstance(item, tuple))
+        return sorted(i for i in found if i is not None)
+
     def _describe_in_flight(self) -> str:
-        if not self._workers:
-            return "no messages in flight"
-        done = self._workers[-1].done_index
-        first, last = done + 1, self._next_index - 1
-        if last < first:
+        indices = self._in_flight_indices()
+        if not indices:
             text = "no messages in flight"
-        elif first == last:
-            text = f"1 message in flight (#{first})"
         else:
-            text = f"{last - first + 1} messages in flight (#{first}..#{last})"
+            noun = "message" if len(indices) == 1 else "messages"
+            text = f"{len(indices)} {noun} in flight ({_ranges(indices)})"
         busy = [
             f"worker {w.number} in #{w.current_index}"
             for w in self._workers
@@ -426,7 +465,8 @@ class ChainRunner:
         try:
             self.context.header = ismrmrd.xsd.CreateFromDocument(msg.xml)
         except Exception as exc:
-            self._errors += 1
+            with self._count_lock:
+                self._errors += 1
             err = ProtocolError(f"message #{index}: ISMRMRD XML header does not parse: {exc}")
             log.error("connection %s: %s", self.connection_id, err)
             return ErrorReport(code=err.code, message=str(err), gadget=None, message_index=index)
@@ -436,7 +476,8 @@ class ChainRunner:
         self, gadget_id: str, index: int | None, exc: BaseException, where: str
     ) -> ErrorReport:
         """Wrap a gadget failure as GadgetError, log it, build the client's ErrorReport."""
-        self._errors += 1
+        with self._count_lock:
+            self._errors += 1
         detail = f"{where} failed: {type(exc).__name__}: {exc}"
         err = GadgetError(gadget_id, index, detail)
         log.error("connection %s: %s", self.connection_id, err, exc_info=exc)
@@ -507,7 +548,7 @@ class ChainRunner:
             "chain": self.spec.name,
             "connection": self.connection_id,
             "backend": self.context.backend,
-            "submitted": self._next_index,
+            "submitted": self._submitted,
             "emitted": self._emitted,
             "internal_at_end": self._internal_at_end,
             "errors": self._errors,

@@ -268,3 +268,31 @@ def test_submit_before_start_and_double_start() -> None:
     with pytest.raises(KmtrError, match="already started"):
         runner.start()
     runner.close(timeout=5)
+
+
+def test_abort_names_every_in_flight_message(caplog: pytest.LogCaptureFixture) -> None:
+    body = '[[gadgets]]\nid = "slow"\ntype = "_test_tag"\n[gadgets.params]\ndelay_s = 0.3\n'
+    runner = ChainRunner(chain(body, queue_size=8), emit=lambda m: None, connection_id="c5")
+    runner.start()
+    for i in (10, 11, 12, 14, 15):  # caller-chosen stream indices (13 was consumed elsewhere)
+        runner.submit(Text(str(i)), index=i)
+    time.sleep(0.1)  # the worker is inside message #10 now
+    with caplog.at_level(logging.ERROR, logger="kmtr_stream.chain"):
+        runner.abort("peer reset")
+    assert "connection c5" in caplog.text
+    assert "5 messages in flight (#10..#12, #14..#15)" in caplog.text
+    assert "worker 0 in #10" in caplog.text
+
+
+def test_caller_indices_reach_error_reports() -> None:
+    body = '[[gadgets]]\nid = "tag"\ntype = "_test_tag"\n[gadgets.params]\nfail_on = 0\n'
+    out: list[Any] = []
+    runner = ChainRunner(chain(body), emit=out.append)
+    runner.start()
+    assert runner.submit(Text("a"), index=7) == 7
+    assert runner.submit(Text("b")) == 8
+    with pytest.raises(KmtrError, match="message index 3 is not above the previous one"):
+        runner.submit(Text("c"), index=3)
+    assert runner.close(timeout=10)
+    assert isinstance(out[0], ErrorReport) and out[0].message_index == 7
+    assert runner.stats()["submitted"] == 2
