@@ -1,0 +1,1 @@
+"""Evaluation of k-MTR and baselines: metrics, cohort-level runs, plots."""

@@ -1,0 +1,49 @@
+"""Batched inference over cached cohorts (shared by validation and evaluation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from kmtr_stream.model.networks import SliceModel
+from kmtr_stream.training.data import Batch
+from kmtr_stream.training.step import slice_inputs
+
+
+@dataclass
+class Predictions:
+    """Outputs of a model on ``b`` subjects.
+
+    Attributes:
+        labels: ``(b, 2, slices, ny, nx)`` uint8 predicted label maps.
+        phenotypes_std: ``(b, 9)`` standardised phenotype predictions.
+        logits: ``(b, classes)`` disease logits (before temperature scaling).
+    """
+
+    labels: np.ndarray
+    phenotypes_std: np.ndarray
+    logits: np.ndarray
+
+
+@torch.no_grad()
+def predict_batch(
+    net: SliceModel, batch: Batch, image_input: str, device: torch.device
+) -> Predictions:
+    """Run ``net`` (eval mode is the caller's business) on one batch."""
+    b, p, s = batch.mask.shape[:3]
+    bt = batch.to(device)
+    k = bt.kspace.reshape(b * p * s, *bt.kspace.shape[-3:])
+    m = bt.mask.reshape(b * p * s, -1)
+    img = bt.image.reshape(b * p * s, *bt.image.shape[-2:])
+    use_amp = device.type == "cuda"
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+        seg, lat = slice_inputs(net, k, m, img, image_input)
+        ph, lg = net.subject(lat.reshape(b, p, s, -1), seg)
+    labels = seg.argmax(dim=1).reshape(b, p, s, *seg.shape[-2:])
+    return Predictions(
+        labels=labels.to(torch.uint8).cpu().numpy(),
+        phenotypes_std=ph.float().cpu().numpy(),
+        logits=lg.float().cpu().numpy(),
+    )

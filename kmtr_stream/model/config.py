@@ -1,0 +1,66 @@
+"""Architecture hyper-parameters of the k-MTR and image-domain models."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from kmtr_stream.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of every network part; stored beside the weights as JSON.
+
+    Attributes:
+        n_coils: virtual coils of the k-space input (coil compression output).
+        n_ky: phase-encode lines of the recon matrix.
+        n_kx: readout samples after oversampling removal.
+        ny: rows of the output grid (segmentation resolution).
+        nx: columns of the output grid.
+        n_transforms: parallel learned complex transforms of the k-space frontend.
+        channels: U-Net trunk channels per level, finest first.
+        latent_dim: size of the shared slice latent.
+        subject_layers: transformer layers of the subject-level head.
+        subject_heads: attention heads of the subject-level head.
+        n_phenotypes: regression outputs.
+        n_classes_seg: segmentation classes (ACDC labels).
+        n_classes_dx: disease classes.
+        max_slices: largest slice count the subject head accepts.
+    """
+
+    n_coils: int = 4
+    n_ky: int = 64
+    n_kx: int = 64
+    ny: int = 64
+    nx: int = 64
+    n_transforms: int = 2
+    channels: tuple[int, ...] = (16, 32, 64)
+    latent_dim: int = 128
+    subject_layers: int = 1
+    subject_heads: int = 4
+    n_phenotypes: int = 9
+    n_classes_seg: int = 4
+    n_classes_dx: int = 5
+    max_slices: int = 32
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (tuples become lists)."""
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of ``to_dict``; unknown keys are a ConfigError."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {sorted(unknown)}")
+        kwargs = dict(data)
+        if "channels" in kwargs:
+            kwargs["channels"] = tuple(int(c) for c in kwargs["channels"])
+        cfg = cls(**kwargs)
+        if cfg.ny % (2 ** (len(cfg.channels) - 1)) or cfg.nx % (2 ** (len(cfg.channels) - 1)):
+            raise ConfigError(f"grid {cfg.ny}x{cfg.nx} not divisible by the U-Net's downsampling")
+        return cfg

@@ -1,0 +1,133 @@
+"""Streaming k-space frontend: per-line encoder plus a cross-line aggregation stage.
+
+No Fourier transform is used. Each acquired phase-encode line
+``(coils, kx)`` is mapped on arrival by learned complex linear layers along
+``kx`` to a line token ``(transforms, coils, 2, nx)``. After the last line,
+``aggregate`` mixes the tokens across lines with learned weights indexed by
+each line's ``ky`` position (a position embedding per line and output row),
+conditions the result on the sampling mask (FiLM) and yields a feature map
+``(channels, ny, nx)`` for the trunk. Because the line stage is linear and
+bias-free, the batch path over a zero-filled array and the per-line path over
+the acquired lines alone give the same features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from kmtr_stream.model.config import ModelConfig
+
+
+def _complex_init(
+    *shape: int, fan_in: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Random complex weights (real, imag stacked last) with unit output variance."""
+    std = 1.0 / math.sqrt(2.0 * fan_in)
+    return torch.randn(*shape, 2, generator=generator) * std
+
+
+class KSpaceFrontend(nn.Module):
+    """Undersampled multi-coil k-space -> image-grid feature map, line by line.
+
+    Attributes:
+        out_channels: channels of the feature map handed to the trunk.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        h, c = cfg.n_transforms, cfg.n_coils
+        # Learned complex maps along kx (per transform), then across ky lines.
+        self.wx = nn.Parameter(_complex_init(h, cfg.nx, cfg.n_kx, fan_in=cfg.n_kx))
+        self.wy = nn.Parameter(_complex_init(h, cfg.ny, cfg.n_ky, fan_in=cfg.n_ky // 4))
+        raw = h * c * 3  # real, imag and modulus per transform and coil
+        self.norm = nn.GroupNorm(h, raw)
+        film_out = nn.Linear(64, 2 * raw)
+        # FiLM starts as the identity so early training sees the plain features.
+        nn.init.zeros_(film_out.weight)
+        nn.init.zeros_(film_out.bias)
+        self.film = nn.Sequential(nn.Linear(cfg.n_ky + 1, 64), nn.GELU(), film_out)
+        self.out_channels = raw
+
+    def encode_lines(self, lines: torch.Tensor) -> torch.Tensor:
+        """Encode phase-encode lines independently of each other.
+
+        Args:
+            lines: ``(..., coils, kx)`` complex k-space lines (any leading axes,
+                e.g. ``(batch, lines)``).
+
+        Returns:
+            ``(..., transforms, coils, 2, nx)`` float line tokens (real, imag).
+        """
+        # Learned transforms need float32 even under mixed precision.
+        with torch.autocast(device_type=lines.device.type, enabled=False):
+            x = torch.view_as_real(lines.to(torch.complex64))  # (..., coils, kx, 2)
+            xr, xi = x[..., 0], x[..., 1]
+            wr, wi = self.wx[..., 0].float(), self.wx[..., 1].float()  # (h, nx, kx)
+            # complex product (wr + i wi)(xr + i xi), contracted over kx
+            yr = torch.einsum("hnk,...ck->...hcn", wr, xr) - torch.einsum(
+                "hnk,...ck->...hcn", wi, xi
+            )
+            yi = torch.einsum("hnk,...ck->...hcn", wr, xi) + torch.einsum(
+                "hnk,...ck->...hcn", wi, xr
+            )
+            return torch.stack((yr, yi), dim=-2)
+
+    def encode_line(self, line: torch.Tensor) -> torch.Tensor:
+        """Encode one line ``(coils, kx)`` complex -> token ``(transforms, coils, 2, nx)``."""
+        return self.encode_lines(line.unsqueeze(0))[0]
+
+    def aggregate(
+        self, tokens: torch.Tensor, ky_index: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Mix line tokens across ``ky`` into a feature map.
+
+        Args:
+            tokens: ``(batch, lines, transforms, coils, 2, nx)`` from ``encode_lines``.
+            ky_index: ``(batch, lines)`` int64 ky position of each token.
+            mask: ``(batch, ky)`` bool, True where a line was acquired; tokens
+                whose ``ky_index`` is not in the mask are ignored.
+
+        Returns:
+            ``(batch, out_channels, ny, nx)`` float feature map.
+        """
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
+            return self._aggregate(tokens.float(), ky_index, mask)
+
+    def _aggregate(
+        self, tokens: torch.Tensor, ky_index: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        mask_f = mask.to(tokens.dtype)
+        keep = torch.gather(mask_f, 1, ky_index)  # (b, l)
+        wy = self.wy[:, :, ky_index]  # (h, ny, b, l, 2)
+        wr, wi = wy[..., 0], wy[..., 1]
+        tr, ti = tokens[..., 0, :], tokens[..., 1, :]  # (b, l, h, c, nx)
+        tr = tr * keep[:, :, None, None, None]
+        ti = ti * keep[:, :, None, None, None]
+        fr = torch.einsum("hybl,blhcx->bhcyx", wr, tr) - torch.einsum("hybl,blhcx->bhcyx", wi, ti)
+        fi = torch.einsum("hybl,blhcx->bhcyx", wr, ti) + torch.einsum("hybl,blhcx->bhcyx", wi, tr)
+        mod = torch.sqrt(fr * fr + fi * fi + 1e-8)
+        feat = torch.stack((fr, fi, mod), dim=3)  # (b, h, c, 3, y, x)
+        b = feat.shape[0]
+        feat = self.norm(feat.reshape(b, self.out_channels, self.cfg.ny, self.cfg.nx))
+        frac = mask_f.mean(dim=1, keepdim=True)
+        gamma, beta = self.film(torch.cat((mask_f, frac), dim=1)).chunk(2, dim=1)
+        return feat * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+    def forward(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Batch path: zero-filled k-space -> feature map.
+
+        Args:
+            kspace: ``(batch, coils, ky, kx)`` complex; lines outside ``mask`` are ignored.
+            mask: ``(batch, ky)`` bool.
+
+        Returns:
+            ``(batch, out_channels, ny, nx)`` float feature map.
+        """
+        lines = kspace.permute(0, 2, 1, 3)  # (b, ky, coils, kx)
+        tokens = self.encode_lines(lines)
+        ky_index = torch.arange(kspace.shape[2], device=kspace.device).expand(kspace.shape[0], -1)
+        return self.aggregate(tokens, ky_index, mask)

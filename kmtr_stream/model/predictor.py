@@ -1,0 +1,85 @@
+"""Subject-level predictions from the per-slice results of a measurement."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+
+from kmtr_stream.conventions import CLASSES, PHENOTYPES, Label
+from kmtr_stream.errors import KmtrError
+from kmtr_stream.messages import SliceResult
+from kmtr_stream.model.heads import label_areas
+from kmtr_stream.model.io import LoadedModel, load_model
+from kmtr_stream.training.calibration import softmax
+
+
+def choose_ed_es(results: list[SliceResult]) -> tuple[int, int]:
+    """ED = phase 0; ES = the other phase with the smallest predicted LV cavity area."""
+    lv: dict[int, int] = {}
+    for r in results:
+        lv[r.phase] = lv.get(r.phase, 0) + int((np.asarray(r.labels) == int(Label.LV_CAVITY)).sum())
+    if 0 not in lv or len(lv) < 2:
+        raise KmtrError(
+            f"subject prediction needs phase 0 and another phase, got phases {sorted(lv)}"
+        )
+    others = {p: a for p, a in lv.items() if p != 0}
+    return 0, min(others, key=lambda p: (others[p], p))
+
+
+class SubjectPredictor:
+    """Phenotypes and diagnosis of one measurement from its SliceResults."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+
+    def predict(self, results: list[SliceResult]) -> dict[str, Any]:
+        """Run the subject head on the ED and ES slice latents.
+
+        Args:
+            results: final SliceResults of one measurement (any order; only
+                the ED and ES phases are used, slices present in both).
+
+        Returns:
+            ``{"phenotypes": {name: value}, "diagnosis": {"class": str,
+            "probabilities": {class: p}}, "ed_phase": int, "es_phase": int,
+            "n_slices": int}``.
+        """
+        ed, es = choose_ed_es(results)
+        by_key = {(r.phase, r.slice): r for r in results if r.phase in (ed, es)}
+        slices = sorted({s for (p, s) in by_key if p == ed} & {s for (p, s) in by_key if p == es})
+        if not slices:
+            raise KmtrError(f"no slice has results in both ED phase {ed} and ES phase {es}")
+        net, dev = self.loaded.net, self.loaded.device
+        latents = np.stack(
+            [[np.asarray(by_key[(p, s)].latent, np.float32) for s in slices] for p in (ed, es)]
+        )
+        labels = np.stack(
+            [[np.asarray(by_key[(p, s)].labels, np.int64) for s in slices] for p in (ed, es)]
+        )
+        n_cls = int(net.subject_head.cfg_classes_seg)
+        with torch.no_grad():
+            lat = torch.from_numpy(latents)[None].to(dev)
+            areas = label_areas(torch.from_numpy(labels.reshape(-1, *labels.shape[-2:])), n_cls)
+            areas = areas.reshape(1, 2, len(slices), -1).to(dev)
+            ph, lg = net.subject_head(lat, areas)
+        phen = ph[0].float().cpu().numpy() * self.loaded.phen_std + self.loaded.phen_mean
+        probs = softmax(lg.float().cpu().numpy(), self.loaded.temperature)[0]
+        return {
+            "phenotypes": {name: float(v) for name, v in zip(PHENOTYPES, phen, strict=True)},
+            "diagnosis": {
+                "class": CLASSES[int(probs.argmax())],
+                "probabilities": {c: float(p) for c, p in zip(CLASSES, probs, strict=True)},
+            },
+            "ed_phase": ed,
+            "es_phase": es,
+            "n_slices": len(slices),
+        }
+
+
+@functools.lru_cache(maxsize=8)
+def load_subject_predictor(name: str = "default") -> SubjectPredictor:
+    """Predictor over the (shared, cached) model ``name``."""
+    return SubjectPredictor(load_model(name))

@@ -1,0 +1,75 @@
+"""U-Net trunk shared by the k-space and image-domain models: seg logits + slice latent."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    groups = 4 if cout % 4 == 0 else 1
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.GroupNorm(groups, cout),
+        nn.GELU(),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.GroupNorm(groups, cout),
+        nn.GELU(),
+    )
+
+
+class UNetTrunk(nn.Module):
+    """Small U-Net: feature map -> segmentation logits and a pooled slice latent."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: tuple[int, ...],
+        latent_dim: int,
+        n_classes: int,
+        with_decoder: bool = True,
+    ) -> None:
+        super().__init__()
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for c in channels:
+            self.down.append(_block(cin, c))
+            cin = c
+        self.up = nn.ModuleList()
+        if with_decoder:
+            for c_skip, c_low in zip(reversed(channels[:-1]), reversed(channels[1:]), strict=True):
+                self.up.append(_block(c_low + c_skip, c_skip))
+        self.seg = nn.Conv2d(channels[0], n_classes, 1) if with_decoder else None
+        self.latent = nn.Sequential(
+            nn.Linear(channels[-1] * 2, latent_dim), nn.LayerNorm(latent_dim)
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Down path. Returns the skip features per level and the ``(batch, latent_dim)`` latent."""
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        pooled = torch.cat((x.mean(dim=(2, 3)), x.amax(dim=(2, 3))), dim=1)
+        return skips, self.latent(pooled)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the trunk.
+
+        Args:
+            x: ``(batch, in_channels, ny, nx)`` feature map.
+
+        Returns:
+            ``(batch, n_classes, ny, nx)`` segmentation logits and ``(batch, latent_dim)`` latent.
+        """
+        if self.seg is None:
+            raise RuntimeError("trunk built without decoder has no segmentation output")
+        skips, latent = self.encode(x)
+        y = skips[-1]
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            y = F.interpolate(y, scale_factor=2.0, mode="nearest")
+            y = block(torch.cat((y, skip), dim=1))
+        return self.seg(y), latent

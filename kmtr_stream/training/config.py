@@ -1,0 +1,156 @@
+"""Training configuration: a TOML file with [model], [data] and [train] tables."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from kmtr_stream.errors import ConfigError
+from kmtr_stream.model.config import ModelConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Simulated cohort used for training and validation.
+
+    Attributes:
+        n_train: training subjects (split "train").
+        n_val: validation subjects (split "val"), also used for temperature scaling.
+        seed: cohort seed passed to the simulator.
+        n_virtual_coils: virtual coils after coil compression (= model n_coils).
+        cache_dir: where the simulated cohort is cached as .npy shards.
+        sim: overrides of the simulator's SimConfig fields.
+    """
+
+    n_train: int = 64
+    n_val: int = 16
+    seed: int = 0
+    n_virtual_coils: int = 4
+    cache_dir: str = "runs/cache"
+    sim: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings.
+
+    Attributes:
+        kind: "kmtr" (k-space model with image alignment branch) or "image"
+            (image-domain baseline).
+        image_input: for kind "image": "zero_filled" (recon-then-analyze) or "full".
+        out_dir: run directory (checkpoints, metrics.jsonl, exported weights).
+        seed: seed of initialisation, data order and masks.
+        batch_size: subjects per step per process.
+        lr: peak learning rate (AdamW, cosine decay after warm-up).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps.
+        max_steps: optimisation steps.
+        max_minutes: wall-clock budget; training stops at the first of the two.
+        accel_min: smallest acceleration of the random masks.
+        accel_max: largest acceleration.
+        n_calib: fully sampled centre lines of each mask.
+        mask_kinds: "equispaced" and/or "variable_density".
+        orderings: acquisition orderings used for partial (prefix) masks.
+        partial_prob: probability that a slice sees only a random prefix of its acquisition.
+        w_seg, w_phen, w_dx, w_align: loss weights.
+        align_temperature: InfoNCE temperature.
+        log_every: steps between metrics-log lines.
+        val_every: steps between validation passes.
+        ckpt_every: steps between checkpoints.
+        threads: torch CPU threads.
+        backend: torch.distributed backend when launched under torchrun.
+        progress: show tqdm progress bars.
+    """
+
+    kind: str = "kmtr"
+    image_input: str = "zero_filled"
+    out_dir: str = "runs/tiny"
+    seed: int = 0
+    batch_size: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 20
+    max_steps: int = 100
+    max_minutes: float = 0.0
+    accel_min: float = 2.0
+    accel_max: float = 12.0
+    n_calib: int = 4
+    mask_kinds: tuple[str, ...] = ("equispaced", "variable_density")
+    orderings: tuple[str, ...] = ("linear", "centre-out")
+    partial_prob: float = 0.2
+    w_seg: float = 1.0
+    w_phen: float = 1.0
+    w_dx: float = 0.5
+    w_align: float = 0.2
+    align_temperature: float = 0.1
+    log_every: int = 10
+    val_every: int = 0
+    ckpt_every: int = 0
+    threads: int = 2
+    backend: str = "gloo"
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training config."""
+
+    model: ModelConfig
+    data: DataConfig
+    train: TrainSettings
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (stored in checkpoints and weight metadata)."""
+        return {
+            "model": self.model.to_dict(),
+            "data": asdict(self.data),
+            "train": asdict(self.train),
+        }
+
+
+def _build(cls: type, table: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(table) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+    return cls(**kwargs)
+
+
+def parse_config(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+    """Validate a parsed TOML mapping into a TrainConfig."""
+    unknown = set(data) - {"model", "data", "train"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown tables {sorted(unknown)}")
+    model = ModelConfig.from_dict(dict(data.get("model", {})))
+    dcfg: DataConfig = _build(DataConfig, dict(data.get("data", {})), f"{source} [data]")
+    tcfg: TrainSettings = _build(TrainSettings, dict(data.get("train", {})), f"{source} [train]")
+    if tcfg.kind not in ("kmtr", "image"):
+        raise ConfigError(f"{source} [train] kind: expected 'kmtr' or 'image', got {tcfg.kind!r}")
+    if tcfg.image_input not in ("zero_filled", "full"):
+        raise ConfigError(f"{source} [train] image_input: expected 'zero_filled' or 'full'")
+    if dcfg.n_virtual_coils != model.n_coils:
+        raise ConfigError(f"{source}: [data] n_virtual_coils must equal [model] n_coils")
+    if tcfg.kind == "kmtr" and tcfg.batch_size < 2 and tcfg.w_align > 0:
+        raise ConfigError(f"{source} [train] batch_size: the alignment loss needs >= 2 subjects")
+    if not 1.0 <= tcfg.accel_min <= tcfg.accel_max:
+        raise ConfigError(f"{source} [train]: need 1 <= accel_min <= accel_max")
+    return TrainConfig(model=model, data=dcfg, train=tcfg, source=source)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training TOML file."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read training config {p}: {exc}") from exc
+    return parse_config(data, str(p))

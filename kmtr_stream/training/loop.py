@@ -1,0 +1,277 @@
+"""The training loop: data, masks, losses, DDP, AMP, checkpoints, metrics log, export."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from kmtr_stream.evaluation.predict import predict_batch
+from kmtr_stream.model.io import export_weights
+from kmtr_stream.model.networks import ImageModel, KMTRModel, SliceModel
+from kmtr_stream.training import distributed
+from kmtr_stream.training.calibration import fit_temperature
+from kmtr_stream.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from kmtr_stream.training.config import TrainConfig
+from kmtr_stream.training.data import build_cohort, make_batch
+from kmtr_stream.training.step import TrainStep
+
+
+def build_model(cfg: TrainConfig) -> SliceModel:
+    """Fresh network of the configured kind (seeded by the caller)."""
+    if cfg.train.kind == "kmtr":
+        return KMTRModel(cfg.model, with_image_branch=cfg.train.w_align > 0)
+    return ImageModel(cfg.model)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up then cosine decay to 5% of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def step_indices(n: int, batch: int, step: int, seed: int, rank: int, world: int) -> np.ndarray:
+    """Subject indices of ``step`` on ``rank`` via DistributedSampler (seeded per epoch)."""
+    sampler: DistributedSampler[int] = DistributedSampler(
+        list(range(n)),  # type: ignore[arg-type]
+        num_replicas=world,
+        rank=rank,
+        shuffle=True,
+        seed=seed,
+        drop_last=True,
+    )
+    per_epoch = max(1, len(sampler) // batch)
+    sampler.set_epoch(step // per_epoch)
+    order = list(iter(sampler))
+    pos = (step % per_epoch) * batch
+    return np.asarray(order[pos : pos + batch], dtype=np.int64)
+
+
+class Trainer:
+    """Holds everything of one training run; ``run()`` trains to the end and exports."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = True) -> None:
+        self.cfg = cfg
+        st = cfg.train
+        torch.set_num_threads(st.threads)
+        self.dist = distributed.setup(st.backend)
+        self.out = Path(st.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        show = st.progress and self.dist.is_main
+        if self.dist.is_main:
+            self.train_set = build_cohort("train", cfg.data.n_train, cfg.data, show)
+            self.val_set = build_cohort("val", cfg.data.n_val, cfg.data, show)
+        distributed.barrier(self.dist)
+        if not self.dist.is_main:
+            self.train_set = build_cohort("train", cfg.data.n_train, cfg.data, False)
+            self.val_set = build_cohort("val", cfg.data.n_val, cfg.data, False)
+        self.phen_mean = self.train_set.phenotypes.mean(axis=0)
+        self.phen_std = self.train_set.phenotypes.std(axis=0) + 1e-3
+        torch.manual_seed(st.seed)
+        self.model = build_model(cfg).to(self.dist.device)
+        self.step_module: torch.nn.Module = TrainStep(self.model, st)
+        if self.dist.initialised:
+            ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+            self.step_module = DistributedDataParallel(self.step_module, device_ids=ids)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=st.lr, weight_decay=st.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, st.warmup_steps, st.max_steps)
+        )
+        self.step = 0
+        self.ckpt_dir = self.out / "checkpoints"
+        stem = latest_checkpoint(self.ckpt_dir) if resume else None
+        if stem is not None:
+            self.step = int(
+                load_checkpoint(stem, self.model, self.optimizer, self.scheduler)["step"]
+            )
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step (``self.step``); returns the scalar losses."""
+        st, d = self.cfg.train, self.dist
+        self.model.train()
+        idx = step_indices(
+            len(self.train_set), st.batch_size, self.step, st.seed, d.rank, d.world_size
+        )
+        rng = np.random.default_rng([st.seed, self.step, d.rank])
+        batch = make_batch(self.train_set, idx, rng, st, self.phen_mean, self.phen_std).to(d.device)
+        amp = d.device.type == "cuda"
+        with torch.autocast(device_type=d.device.type, dtype=torch.bfloat16, enabled=amp):
+            out = self.step_module(
+                batch.kspace,
+                batch.mask,
+                batch.image,
+                batch.labels,
+                batch.phenotypes,
+                batch.diagnosis,
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    def validate(
+        self,
+        accel: int = 4,
+        mask_seed: int = 1234,
+        net: SliceModel | None = None,
+        image_input: str | None = None,
+    ) -> dict[str, Any]:
+        """Validation on the val split (fixed masks): Dice, phenotype MAE, accuracy, logits."""
+        from kmtr_stream.evaluation.metrics import dice_per_class
+
+        st = self.cfg.train
+        net = self.model if net is None else net
+        image_input = st.image_input if image_input is None else image_input
+        val_settings = type(st)(
+            **{
+                **asdict(st),
+                "accel_min": accel,
+                "accel_max": accel,
+                "partial_prob": 0.0,
+                "mask_kinds": ("equispaced",),
+            }
+        )
+        net.eval()
+        rng = np.random.default_rng(mask_seed)
+        dices, maes, logits, targets = [], [], [], []
+        for start in range(0, len(self.val_set), 8):
+            idx = np.arange(start, min(start + 8, len(self.val_set)))
+            batch = make_batch(self.val_set, idx, rng, val_settings, self.phen_mean, self.phen_std)
+            pred = predict_batch(net, batch, image_input, self.dist.device)
+            dices.append(dice_per_class(pred.labels, batch.labels.numpy(), 4))
+            maes.append(np.abs(pred.phenotypes_std - batch.phenotypes.numpy()).mean(axis=1))
+            logits.append(pred.logits)
+            targets.append(batch.diagnosis.numpy())
+        lg, tg = np.concatenate(logits), np.concatenate(targets)
+        dice = np.concatenate(dices)
+        return {
+            "dice_rv": float(np.nanmean(dice[:, 0])),
+            "dice_myo": float(np.nanmean(dice[:, 1])),
+            "dice_lv": float(np.nanmean(dice[:, 2])),
+            "phen_mae_std": float(np.concatenate(maes).mean()),
+            "dx_acc": float((lg.argmax(1) == tg).mean()),
+            "logits": lg,
+            "targets": tg,
+        }
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with (self.out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def checkpoint(self) -> None:
+        """Save a resumable checkpoint of the current state (rank 0)."""
+        if self.dist.is_main:
+            save_checkpoint(
+                self.ckpt_dir / f"step_{self.step:07d}",
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.step,
+                {"config": self.cfg.to_dict()},
+            )
+
+    def run(self) -> Path:
+        """Train to ``max_steps`` or ``max_minutes``, calibrate, export; returns weights stem."""
+        st, main = self.cfg.train, self.dist.is_main
+        t0 = time.perf_counter()
+        bar = tqdm(
+            total=st.max_steps,
+            initial=self.step,
+            desc=f"train {st.kind}",
+            disable=not (st.progress and main),
+        )
+        while self.step < st.max_steps:
+            if st.max_minutes and (time.perf_counter() - t0) / 60.0 > st.max_minutes:
+                break
+            losses = self.train_step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses['loss']:.3f}")
+            if main and (self.step % st.log_every == 0 or self.step == st.max_steps):
+                self._log(
+                    {
+                        "step": self.step,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "elapsed_s": round(time.perf_counter() - t0, 2),
+                        **losses,
+                    }
+                )
+            if main and st.val_every and self.step % st.val_every == 0:
+                v = self.validate()
+                self._log(
+                    {
+                        "step": self.step,
+                        "val": {k: x for k, x in v.items() if k not in ("logits", "targets")},
+                    }
+                )
+            if st.ckpt_every and self.step % st.ckpt_every == 0:
+                self.checkpoint()
+        bar.close()
+        self.checkpoint()
+        stem = self.out / "model"
+        if main:
+            stem = self.export(time.perf_counter() - t0)
+        distributed.barrier(self.dist)
+        distributed.teardown(self.dist)
+        return stem
+
+    def _calibrate(self, net: SliceModel, image_input: str) -> tuple[float, dict[str, Any]]:
+        logits, targets = [], []
+        for accel in (2, 4, 8, 12):
+            v = self.validate(accel=accel, net=net, image_input=image_input)
+            logits.append(v["logits"])
+            targets.append(v["targets"])
+        temperature = fit_temperature(np.concatenate(logits), np.concatenate(targets))
+        v4 = self.validate(accel=4, net=net, image_input=image_input)
+        return temperature, {k: x for k, x in v4.items() if k not in ("logits", "targets")}
+
+    def export(self, train_seconds: float) -> Path:
+        """Fit the temperature on the val split (accelerations 2..12) and write the weights."""
+        temperature, v4 = self._calibrate(self.model, self.cfg.train.image_input)
+        meta: dict[str, Any] = {
+            "image_input": self.cfg.train.image_input,
+            "phenotype_mean": self.phen_mean.tolist(),
+            "phenotype_std": self.phen_std.tolist(),
+            "temperature": temperature,
+            "normalisation": "k-space as produced by the chain (prewhitened, oversampling removed, "
+            "coil-compressed, simulator-normalised); images scaled to unit mean",
+            "training": {
+                "config": self.cfg.to_dict(),
+                "steps": self.step,
+                "seconds": round(train_seconds, 1),
+                "device": str(self.dist.device),
+                "world_size": self.dist.world_size,
+                "torch": torch.__version__,
+            },
+            "val_accel4": v4,
+        }
+        stem = self.out / "model"
+        net = self.model
+        export_weights(stem, net, meta)
+        if isinstance(net, KMTRModel) and isinstance(net.image_branch, ImageModel):
+            # The jointly trained image branch is the fully sampled upper bound.
+            t_up, v_up = self._calibrate(net.image_branch, "full")
+            upper_meta = {**meta, "image_input": "full", "temperature": t_up, "val_accel4": v_up}
+            export_weights(self.out / "upper", net.image_branch, upper_meta)
+        self._log({"step": self.step, "export": str(stem), "temperature": temperature})
+        return stem
+
+
+def train(cfg: TrainConfig, resume: bool = True) -> Path:
+    """Train a model from a config; returns the stem of the exported weights."""
+    return Trainer(cfg, resume=resume).run()
