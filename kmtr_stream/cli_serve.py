@@ -1,0 +1,69 @@
+"""``kmtr-stream serve``: run chains behind the ZeroMQ and/or MRD/TCP endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from kmtr_stream.errors import KmtrError
+from kmtr_stream.transport.catalog import ChainCatalog
+from kmtr_stream.transport.mrd_server import MrdServer
+from kmtr_stream.transport.zmq_server import ZmqServer
+
+log = logging.getLogger("kmtr_stream.serve")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``serve``."""
+    parser.add_argument("configs", nargs="+",
+                        help="chain configs (TOML); the first is the default, clients may select "
+                             "the others by file stem or chain name with CONFIG_FILE")
+    parser.add_argument("--zmq", default="tcp://127.0.0.1:9000",
+                        help="ZeroMQ endpoint to bind ('none' to disable)")
+    parser.add_argument("--mrd", default="127.0.0.1:9002",
+                        help="MRD/TCP host:port to listen on ('none' to disable)")
+    parser.add_argument("--trace", default=None,
+                        help="per-stage timing trace: FILE.jsonl becomes FILE.<connection>.jsonl")
+    parser.add_argument("--idle-timeout-s", type=float, default=120.0,
+                        help="abort a ZeroMQ stream after this long without a message")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM."""
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        catalog = ChainCatalog.from_paths(args.configs)
+    except KmtrError as exc:
+        log.error("%s", exc)
+        return 2
+    servers: list[Any] = []
+    try:
+        if args.zmq.lower() != "none":
+            servers.append(ZmqServer(catalog, args.zmq, idle_timeout_s=args.idle_timeout_s,
+                                     trace=args.trace))
+        if args.mrd.lower() != "none":
+            servers.append(MrdServer(catalog, args.mrd, trace=args.trace))
+        if not servers:
+            log.error("both endpoints disabled; nothing to serve")
+            return 2
+        for server in servers:
+            server.start()
+    except KmtrError as exc:
+        log.error("%s", exc)
+        for server in servers:
+            server.stop()
+        return 2
+    log.info("serving chains %s (default %r)", ", ".join(catalog.names()), catalog.default)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("stopping")
+    for server in servers:
+        server.stop()
+    return 0

@@ -1,0 +1,228 @@
+"""Client for both endpoints: stream MRD messages in, collect what comes back.
+
+URLs: ``"tcp://host:port"`` or ``"zmq://host:port"`` connect to the ZeroMQ
+endpoint (a DEALER socket), ``"mrd://host:port"`` to the MRD/TCP endpoint.
+
+Example::
+
+    with StreamClient.connect("tcp://127.0.0.1:9000") as client:
+        client.send(XmlHeader(xml))
+        client.send_many(acquisitions)
+        client.send(Close())
+        replies = client.receive_until_close(timeout_s=30)
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import zmq
+
+from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
+from kmtr_stream.codec.zmq_frames import decode_frames, encode_frames
+from kmtr_stream.errors import KmtrError, ProtocolError
+from kmtr_stream.messages import Close, WireMessage
+
+ZMQ_SCHEMES = ("tcp", "zmq")
+MRD_SCHEME = "mrd"
+
+
+class ClientTimeoutError(KmtrError):
+    """No CLOSE arrived in time; ``received`` holds what did arrive."""
+
+    code = "timeout"
+
+    def __init__(self, message: str, received: list[WireMessage]) -> None:
+        super().__init__(message)
+        self.received = received
+
+
+def split_url(url: str) -> tuple[str, str, int]:
+    """``"scheme://host:port"`` -> ``(scheme, host, port)``.
+
+    Raises:
+        KmtrError: the URL has no known scheme or no port.
+    """
+    scheme, sep, rest = url.partition("://")
+    host, _, port = rest.rpartition(":")
+    if not sep or scheme not in (*ZMQ_SCHEMES, MRD_SCHEME) or not host or not port.isdigit():
+        raise KmtrError(
+            f"not a stream URL: {url!r} (expected tcp://host:port for ZeroMQ "
+            "or mrd://host:port for MRD/TCP)"
+        )
+    return scheme, host.strip("[]"), int(port)
+
+
+class StreamClient:
+    """Base of the two transports; use ``StreamClient.connect(url)``."""
+
+    url = ""
+
+    @staticmethod
+    def connect(url: str, timeout_s: float = 10.0) -> StreamClient:
+        """Connect to ``url`` (see module docstring); MRD/TCP connects within ``timeout_s``."""
+        scheme, host, port = split_url(url)
+        if scheme == MRD_SCHEME:
+            return MrdStreamClient(host, port, timeout_s)
+        return ZmqStreamClient(f"tcp://{host}:{port}")
+
+    def send(self, msg: WireMessage) -> None:
+        """Send one message (blocks while the transport's buffers are full)."""
+        raise NotImplementedError
+
+    def send_many(self, messages: Iterable[WireMessage]) -> int:
+        """Send every message in order; returns how many were sent."""
+        n = 0
+        for msg in messages:
+            self.send(msg)
+            n += 1
+        return n
+
+    def receive(self, timeout_s: float) -> WireMessage | None:
+        """The next incoming message, or None when none arrived within ``timeout_s``."""
+        raise NotImplementedError
+
+    def receive_until_close(self, timeout_s: float = 60.0) -> list[WireMessage]:
+        """Everything the server sends up to its CLOSE (not included).
+
+        Raises:
+            ClientTimeoutError: CLOSE did not arrive within ``timeout_s`` overall.
+            ProtocolError: the server sent something undecodable.
+        """
+        deadline = time.monotonic() + timeout_s
+        out: list[WireMessage] = []
+        while True:
+            left = deadline - time.monotonic()
+            msg = self.receive(max(0.0, left)) if left > 0 else None
+            if msg is None:
+                raise ClientTimeoutError(
+                    f"{self.url}: no CLOSE within {timeout_s:g} s ({len(out)} messages received)",
+                    out,
+                )
+            if isinstance(msg, Close):
+                return out
+            out.append(msg)
+
+    def close(self) -> None:
+        """Release the connection (does not send CLOSE)."""
+
+    def __enter__(self) -> StreamClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ZmqStreamClient(StreamClient):
+    """DEALER client of the ZeroMQ endpoint.
+
+    Sending also picks up replies that are already waiting, so a long
+    ``send_many`` never lets the server's output queue up unread.
+    """
+
+    def __init__(self, endpoint: str, context: zmq.Context | None = None) -> None:
+        self.url = endpoint
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.linger = 0
+        self._sock.sndhwm = self._sock.rcvhwm = 100_000
+        self._sock.connect(endpoint)
+        self._inbox: deque[WireMessage] = deque()
+        self._sent = 0
+
+    def send(self, msg: WireMessage) -> None:
+        self._sock.send_multipart(encode_frames(msg), copy=False)
+        self._sent += 1
+        if self._sent & 63 == 0:
+            self._pick_up()
+
+    def send_frames(self, frames: list[Any]) -> None:
+        """Send raw frames (e.g. hand-built, for protocol tests)."""
+        self._sock.send_multipart(frames, copy=False)
+
+    def _pick_up(self) -> None:
+        while True:
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._inbox.append(decode_frames(frames))
+
+    def receive(self, timeout_s: float) -> WireMessage | None:
+        if self._inbox:
+            return self._inbox.popleft()
+        if not self._sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+            return None
+        return decode_frames(self._sock.recv_multipart(copy=False))
+
+    def close(self) -> None:
+        self._sock.close(0)
+
+
+class MrdStreamClient(StreamClient):
+    """MRD/TCP client; a reader thread collects replies while the caller sends."""
+
+    def __init__(self, host: str, port: int, timeout_s: float = 10.0) -> None:
+        self.url = f"mrd://{host}:{port}"
+        try:
+            self._sock = socket.create_connection((host, port), timeout=timeout_s)
+        except OSError as exc:
+            raise KmtrError(f"{self.url}: cannot connect: {exc}") from None
+        self._sock.settimeout(None)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._inbox: queue.Queue[WireMessage | BaseException | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_loop, name="mrd-client", daemon=True)
+        self._reader.start()
+        self._ended: BaseException | None = None
+
+    def _read_loop(self) -> None:
+        reader = StreamReader.from_socket(self._sock)
+        try:
+            for msg in reader:
+                self._inbox.put(msg)
+            self._inbox.put(None)
+        except (ProtocolError, OSError) as exc:
+            self._inbox.put(exc)
+
+    def send(self, msg: WireMessage) -> None:
+        try:
+            self._sock.sendall(b"".join(encode_stream_parts(msg)))
+        except OSError as exc:
+            raise KmtrError(f"{self.url}: send failed: {exc}") from None
+
+    def send_raw(self, data: bytes) -> None:
+        """Send raw bytes (e.g. hand-built, for protocol tests)."""
+        self._sock.sendall(data)
+
+    def shutdown_send(self) -> None:
+        """Half-close: tell the server no more bytes follow (replies still arrive)."""
+        self._sock.shutdown(socket.SHUT_WR)
+
+    def receive(self, timeout_s: float) -> WireMessage | None:
+        if self._ended is not None:
+            raise self._ended
+        try:
+            item = self._inbox.get(timeout=max(timeout_s, 0.0))
+        except queue.Empty:
+            return None
+        if item is None:
+            self._ended = KmtrError(f"{self.url}: server closed the connection without CLOSE")
+            raise self._ended
+        if isinstance(item, BaseException):
+            self._ended = item
+            raise item
+        return item
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        self._reader.join(2.0)

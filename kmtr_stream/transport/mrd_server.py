@@ -1,0 +1,202 @@
+"""MRD/TCP server: the standard MRD byte stream, one thread per connection.
+
+Clients send (optionally) CONFIG_FILE, then the XML header, data messages
+and CLOSE; results come back on the same socket, ending with CLOSE, as with
+Gadgetron and the python-ismrmrd-server, so existing MRD clients stream to
+it unchanged. The byte stream is not self-delimiting, so every protocol error
+(including an unknown message id) ends the stream after it was reported.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+
+from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
+from kmtr_stream.errors import KmtrError, ProtocolError
+from kmtr_stream.messages import WireMessage
+from kmtr_stream.transport.catalog import ChainCatalog
+from kmtr_stream.transport.session import State, StreamSession
+
+log = logging.getLogger("kmtr_stream.transport.mrd")
+
+
+def parse_host_port(address: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``"host:port"``, ``":port"`` or ``"port"`` -> ``(host, port)``; ConfigError-free."""
+    host, _, port = address.rpartition(":")
+    try:
+        return (host or default_host).strip("[]"), int(port)
+    except ValueError:
+        raise KmtrError(f"not a host:port address: {address!r}") from None
+
+
+class _SocketSender:
+    """Thread-safe writer of whole messages to one socket (chain threads share it)."""
+
+    def __init__(self, sock: socket.socket, connection_id: str) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._cid = connection_id
+        self.broken = False
+
+    def __call__(self, msg: WireMessage) -> None:
+        data = b"".join(encode_stream_parts(msg))
+        with self._lock:
+            if self.broken:
+                return
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                self.broken = True
+                log.error("connection %s: cannot send results, client gone: %s", self._cid, exc)
+
+
+class MrdServer:
+    """Serve chains over MRD/TCP in background threads.
+
+    Args:
+        catalog: chains clients may select (CONFIG_FILE by name).
+        address: ``"host:port"`` to listen on (port 0: any free port).
+        close_timeout_s: how long a chain's end-of-stream flush may take.
+        trace: ``--trace`` file stem (one file per connection) or None.
+
+    Example::
+
+        with MrdServer(catalog, "127.0.0.1:0") as server:
+            host, port = server.address
+    """
+
+    def __init__(
+        self,
+        catalog: ChainCatalog,
+        address: str = "127.0.0.1:9002",
+        *,
+        close_timeout_s: float = 60.0,
+        trace: str | Path | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self._bind = parse_host_port(address)
+        self.close_timeout_s = close_timeout_s
+        self.trace = trace
+        self.address: tuple[str, int] = self._bind
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+        self._conns: dict[str, tuple[socket.socket, StreamSession]] = {}
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Listen and start accepting connections."""
+        try:
+            listener = socket.create_server(self._bind, reuse_port=False)
+        except OSError as exc:
+            raise KmtrError(f"MRD/TCP server cannot listen on {self._bind}: {exc}") from None
+        listener.settimeout(0.2)
+        self._listener = listener
+        self.address = listener.getsockname()[:2]
+        self._thread = threading.Thread(target=self._accept_loop, name="mrd-accept", daemon=True)
+        self._thread.start()
+        log.info("MRD/TCP server listening on %s:%d", *self.address)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, abort open streams (logged) and join the threads."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._lock:
+            conns = list(self._conns.values())
+        for sock, session in conns:
+            session.abort("server stopping")
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(timeout)
+        if self._listener is not None:
+            self._listener.close()
+
+    def __enter__(self) -> MrdServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set():
+            try:
+                sock, peer = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if not self._stop.is_set():
+                    log.exception("MRD/TCP accept failed")
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            cid = f"mrd-{next(self._numbers)}-{peer[0]}:{peer[1]}"
+            t = threading.Thread(target=self._serve, args=(sock, cid), name=cid, daemon=True)
+            self._threads = [x for x in self._threads if x.is_alive()]
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, sock: socket.socket, cid: str) -> None:
+        sender = _SocketSender(sock, cid)
+        session = StreamSession(
+            self.catalog, cid, send=sender, trace=self.trace,
+            close_timeout_s=self.close_timeout_s, background_end=False,
+        )
+        with self._lock:
+            self._conns[cid] = (sock, session)
+        log.info("connection %s opened", cid)
+        reader = StreamReader.from_socket(sock)
+        try:
+            while session.state is State.OPEN:
+                try:
+                    msg = reader.read_message()
+                except ProtocolError as exc:
+                    # Unknown ids, bad lengths and truncation: the byte stream cannot be
+                    # resynchronised, so report, flush what was valid, send CLOSE.
+                    session.decode_failed(exc, skippable=False)
+                    break
+                except OSError as exc:
+                    session.abort(f"connection error: {exc}")
+                    break
+                if msg is None:
+                    session.abort("client disconnected before CLOSE")
+                    break
+                session.handle(msg)
+        except Exception:
+            log.exception("connection %s: server thread failed", cid)
+            session.abort("server error")
+        finally:
+            with self._lock:
+                self._conns.pop(cid, None)
+            _linger_close(sock)
+            log.info("connection %s closed", cid)
+
+
+def _linger_close(sock: socket.socket, drain_s: float = 2.0) -> None:
+    """Close after the client read everything: half-close, drain its leftovers, close.
+
+    Closing with unread input makes the kernel send RST, which can destroy the
+    ERROR and CLOSE still in flight to a client that was sending meanwhile.
+    """
+    deadline = time.monotonic() + drain_s
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(1 << 16):
+                break
+    except OSError:
+        pass
+    finally:
+        sock.close()

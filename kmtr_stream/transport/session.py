@@ -1,0 +1,273 @@
+"""One client stream's protocol state, shared by the ZeroMQ and MRD/TCP servers.
+
+A stream is: optional CONFIG_FILE (selects a chain from the server's
+allow-list), the ISMRMRD XML header, data messages, CLOSE. The session starts
+a ``ChainRunner`` when the header arrives, feeds it, and after the chain's
+end-of-stream flush sends every output and then CLOSE back.
+
+Error policy (documented in ``kmtr_stream.transport``): a protocol error is
+reported to the client as an ERROR message and logged; then the stream ends
+gracefully: everything valid received before the error is flushed through the
+chain and returned, followed by CLOSE. Later messages of that stream are
+dropped until the client's own CLOSE. Only messages that can be skipped
+without misreading anything (an unknown message id on ZeroMQ, where frames
+are self-delimiting) are reported and skipped without ending the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import ismrmrd
+
+from kmtr_stream.chain.runtime import ChainRunner
+from kmtr_stream.errors import ConfigError, KmtrError, ProtocolError
+from kmtr_stream.messages import (
+    Close,
+    ConfigFile,
+    ConfigText,
+    ErrorReport,
+    Text,
+    WireMessage,
+    XmlHeader,
+)
+from kmtr_stream.transport.catalog import ChainCatalog
+
+log = logging.getLogger("kmtr_stream.transport")
+
+_DATA_TYPES = (ismrmrd.Acquisition, ismrmrd.Image, ismrmrd.Waveform)
+
+
+class State(Enum):
+    """Where a stream stands."""
+
+    OPEN = "open"  # accepting messages
+    ENDING = "ending"  # chain flushing; CLOSE goes out when it is done
+    ENDED = "ended"  # CLOSE sent (or the stream was aborted)
+
+
+def trace_path_for(trace: str | Path | None, connection_id: str) -> Path | None:
+    """Per-connection trace file: ``run.jsonl`` -> ``run.<connection>.jsonl``."""
+    if trace is None:
+        return None
+    path = Path(trace)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in connection_id)
+    return path.with_name(f"{path.stem}.{safe}{path.suffix or '.jsonl'}")
+
+
+class StreamSession:
+    """Protocol state machine of one client stream.
+
+    Args:
+        catalog: chains the client may select.
+        connection_id: names the connection in logs and errors.
+        send: thread-safe callable putting one wire message on the way to
+            this client (called from the caller's thread and chain threads).
+        on_ended: called once, from any thread, after CLOSE was sent or the
+            stream was aborted.
+        trace: ``--trace`` file stem (one file per connection) or None.
+        close_timeout_s: how long the end-of-stream flush may take.
+        background_end: end streams in a helper thread (the ZeroMQ I/O thread
+            must never block); False ends them in the caller's thread.
+    """
+
+    def __init__(
+        self,
+        catalog: ChainCatalog,
+        connection_id: str,
+        send: Callable[[WireMessage], None],
+        on_ended: Callable[[], None] = lambda: None,
+        trace: str | Path | None = None,
+        close_timeout_s: float = 60.0,
+        background_end: bool = False,
+    ) -> None:
+        self.catalog = catalog
+        self.connection_id = connection_id
+        self._send = send
+        self._on_ended = on_ended
+        self._trace = trace
+        self.close_timeout_s = close_timeout_s
+        self._background_end = background_end
+        self.state = State.OPEN
+        self.client_closed = False
+        #: True once the stream was aborted (client gone, idle timeout, server stop).
+        self.aborted = False
+        self.runner: ChainRunner | None = None
+        self.chain_name: str | None = None
+        self.received = 0
+        self.dropped = 0
+        self._end_lock = threading.Lock()
+        self._end_thread: threading.Thread | None = None
+
+    # -- incoming -------------------------------------------------------
+    def handle(self, msg: WireMessage) -> None:
+        """Process one decoded incoming message (may block on chain backpressure)."""
+        index = self.received
+        self.received += 1
+        if isinstance(msg, Close):
+            self.client_closed = True
+            if self.state is State.OPEN:
+                self.end()
+            return
+        if self.state is not State.OPEN:
+            self._drop(msg, index)
+            return
+        try:
+            self._dispatch(msg, index)
+        except KmtrError as exc:
+            self.fail(exc, index)
+
+    def _dispatch(self, msg: WireMessage, index: int) -> None:
+        if isinstance(msg, ConfigFile):
+            if self.runner is not None:
+                raise ProtocolError(
+                    f"message #{index}: CONFIG_FILE {msg.name!r} after the XML header"
+                )
+            self.catalog.select(msg.name)  # raises ConfigError naming the allow-list
+            self.chain_name = msg.name
+            log.info("connection %s: chain %r selected", self.connection_id, msg.name)
+            return
+        if isinstance(msg, ConfigText):
+            raise ConfigError(
+                f"message #{index}: CONFIG_TEXT is not accepted (chains are never loaded from "
+                f"the network); send CONFIG_FILE with one of: {', '.join(self.catalog.names())}"
+            )
+        if isinstance(msg, XmlHeader):
+            if self.runner is not None:
+                raise ProtocolError(f"message #{index}: a second XML header in one stream")
+            self._start_runner()
+        elif self.runner is None:
+            if isinstance(msg, Text):
+                log.info("connection %s: text before header: %s", self.connection_id, msg.text)
+                return
+            raise ProtocolError(
+                f"message #{index}: {type(msg).__name__} before the ISMRMRD XML header"
+            )
+        elif not isinstance(msg, (*_DATA_TYPES, Text)):
+            raise ProtocolError(
+                f"message #{index}: {type(msg).__name__} is not accepted from clients"
+            )
+        assert self.runner is not None
+        self.runner.submit(msg)
+
+    def _start_runner(self) -> None:
+        spec = self.catalog.select(self.chain_name)
+        runner = ChainRunner(
+            spec,
+            emit=self._send_output,
+            connection_id=self.connection_id,
+            trace_path=trace_path_for(self._trace, self.connection_id),
+        )
+        runner.start()
+        self.runner = runner
+        log.info("connection %s: stream started on chain %r", self.connection_id, spec.name)
+
+    def _send_output(self, msg: Any) -> None:
+        try:
+            self._send(msg)
+        except ProtocolError as exc:
+            # An output that cannot be encoded must not vanish silently.
+            log.error("connection %s: cannot send %s: %s", self.connection_id,
+                      type(msg).__name__, exc)
+            self._send(ErrorReport(code=exc.code, message=f"cannot encode output: {exc}"))
+
+    def _drop(self, msg: WireMessage, index: int) -> None:
+        self.dropped += 1
+        if self.dropped == 1:
+            log.warning(
+                "connection %s: stream already ended; dropping message #%d (%s) and later ones "
+                "until the client's CLOSE",
+                self.connection_id, index, type(msg).__name__,
+            )
+
+    # -- errors -----------------------------------------------------------
+    def report(self, exc: KmtrError, index: int | None, fatal: bool = True) -> None:
+        """Send ``exc`` to the client as ERROR and log it (does not end the stream)."""
+        what = "ending the stream" if fatal else "message skipped"
+        log.error("connection %s: %s (%s)", self.connection_id, exc, what)
+        self._send(ErrorReport(code=exc.code, message=str(exc), message_index=index,
+                               context={"connection": self.connection_id}))
+
+    def fail(self, exc: KmtrError, index: int | None) -> None:
+        """Report ``exc``, then end the stream gracefully (flush valid work, CLOSE)."""
+        if self.state is not State.OPEN:
+            log.error("connection %s: %s (stream already ending)", self.connection_id, exc)
+            return
+        self.report(exc, index)
+        self.end()
+
+    def skip(self, exc: KmtrError, index: int | None) -> None:
+        """Report a message that was skipped safely; the stream carries on."""
+        self.report(exc, index, fatal=False)
+
+    def decode_failed(self, exc: ProtocolError, skippable: bool) -> None:
+        """An incoming message could not be decoded: count it, then skip or fail."""
+        index = self.received
+        self.received += 1
+        if self.state is not State.OPEN:
+            self._drop(Text(""), index)
+        elif skippable:
+            self.skip(exc, index)
+        else:
+            self.fail(exc, index)
+
+    # -- end of stream ----------------------------------------------------
+    def end(self) -> None:
+        """End the stream: flush the chain, send its outputs, then CLOSE."""
+        with self._end_lock:
+            if self.state is not State.OPEN:
+                return
+            self.state = State.ENDING
+        if self._background_end:
+            self._end_thread = threading.Thread(
+                target=self._finish, name=f"end-{self.connection_id}", daemon=True
+            )
+            self._end_thread.start()
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        try:
+            finished = self.runner is None or self.runner.close(timeout=self.close_timeout_s)
+            if self.state is State.ENDED:  # aborted meanwhile: the client is gone
+                return
+            if not finished:
+                err = KmtrError(
+                    f"chain did not finish within {self.close_timeout_s:g} s; "
+                    "outputs may be missing"
+                )
+                self.report(err, None)
+            self._send(Close())
+        except Exception:
+            log.exception("connection %s: ending the stream failed", self.connection_id)
+        finally:
+            self.state = State.ENDED
+            log.info("connection %s: stream ended after %d messages", self.connection_id,
+                     self.received)
+            self._on_ended()
+
+    def abort(self, reason: str) -> None:
+        """The client is gone: stop the chain without flushing; log what was lost."""
+        with self._end_lock:
+            if self.state is State.ENDED:
+                return
+            was_open = self.state is State.OPEN
+            self.state = State.ENDED
+            self.aborted = True
+        if was_open:
+            log.error("connection %s: client lost mid-stream after %d messages: %s",
+                      self.connection_id, self.received, reason)
+        if self.runner is not None:
+            self.runner.abort(reason)
+        if was_open:
+            self._on_ended()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for a background end-of-stream to finish."""
+        if self._end_thread is not None:
+            self._end_thread.join(timeout)

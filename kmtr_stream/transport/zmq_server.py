@@ -1,0 +1,346 @@
+"""ZeroMQ server: one ROUTER socket, many scanners (DEALER clients) at once.
+
+Each connection identity gets its own ``StreamSession`` (and ChainRunner);
+its results go back to the same identity. Only the I/O thread touches the
+ROUTER socket: chain threads encode their outputs into frames and append
+them to an outbox deque, then wake the I/O thread through a socket pair
+that the zmq poller watches (one wake-up byte per burst, not per message).
+
+Vanished clients are detected three ways: ZMTP heartbeats make libzmq drop
+dead TCP peers; a socket monitor reports each disconnect with the file
+descriptor that ``zmq.SRCFD`` tied to the identity; and an idle timeout
+catches a client that stays connected but stops sending mid-stream. Its chain
+is aborted with a logged error; other connections carry on.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from kmtr_stream.codec.parts import known_id
+from kmtr_stream.codec.zmq_frames import decode_frames, encode_frames, parse_frame_header
+from kmtr_stream.errors import KmtrError, ProtocolError
+from kmtr_stream.messages import WireMessage
+from kmtr_stream.transport.catalog import ChainCatalog
+from kmtr_stream.transport.session import State, StreamSession
+
+log = logging.getLogger("kmtr_stream.transport.zmq")
+
+_ENDED = object()  # outbox marker: a session's stream is over
+#: Messages read per poll round before outputs and monitor events get a turn.
+_RECV_BATCH = 512
+#: Identities of vanished connections remembered, to drop their stragglers.
+_GONE_MEMORY = 4096
+
+
+class ZmqServer:
+    """Serve chains over ZeroMQ (ROUTER) in a background I/O thread.
+
+    Args:
+        catalog: chains clients may select (CONFIG_FILE by name).
+        endpoint: where to bind, e.g. ``"tcp://127.0.0.1:9000"`` (port 0: any free port).
+        idle_timeout_s: abort an open stream after this long without a message.
+        heartbeat_ivl_ms: ZMTP heartbeat interval (0 disables heartbeats).
+        heartbeat_timeout_ms: drop a peer that answers no heartbeat for this long.
+        close_timeout_s: how long a chain's end-of-stream flush may take.
+        trace: ``--trace`` file stem (one file per connection) or None.
+
+    Example::
+
+        server = ZmqServer(ChainCatalog.from_paths(["configs/passthrough.toml"]),
+                           "tcp://127.0.0.1:0")
+        server.start()
+        print(server.endpoint)   # tcp://127.0.0.1:43817
+        ...
+        server.stop()
+    """
+
+    def __init__(
+        self,
+        catalog: ChainCatalog,
+        endpoint: str = "tcp://127.0.0.1:9000",
+        *,
+        idle_timeout_s: float = 120.0,
+        heartbeat_ivl_ms: int = 1000,
+        heartbeat_timeout_ms: int = 5000,
+        close_timeout_s: float = 60.0,
+        trace: str | Path | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self._bind = endpoint
+        self.idle_timeout_s = idle_timeout_s
+        self.heartbeat_ivl_ms = heartbeat_ivl_ms
+        self.heartbeat_timeout_ms = heartbeat_timeout_ms
+        self.close_timeout_s = close_timeout_s
+        self.trace = trace
+        self.endpoint = ""
+        self.sessions: dict[bytes, StreamSession] = {}
+        self._outbox: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_pending = False
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._seen: dict[bytes, float] = {}
+        self._fd_of: dict[bytes, int] = {}
+        self._id_of_fd: dict[int, bytes] = {}
+        self._stale_disconnects: collections.Counter[int] = collections.Counter()
+        self._gone: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._next_number = 0
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self) -> None:
+        """Bind and start the I/O thread; raises KmtrError if binding fails."""
+        self._thread = threading.Thread(target=self._main, name="zmq-server", daemon=True)
+        self._thread.start()
+        self._ready.wait(10.0)
+        if self._error is not None:
+            raise KmtrError(f"ZeroMQ server cannot bind {self._bind}: {self._error}")
+        log.info("ZeroMQ server listening on %s", self.endpoint)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the I/O thread; open streams are aborted (logged)."""
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> ZmqServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- outbox (any thread) ------------------------------------------------
+    def _wake(self) -> None:
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._wake_w.send(b"\0")
+            except (BlockingIOError, OSError):
+                pass
+
+    def _post(self, identity: bytes, item: Any) -> None:
+        self._outbox.append((identity, item))
+        self._wake()
+
+    def _sender(self, identity: bytes) -> Any:
+        def send(msg: WireMessage) -> None:
+            frames = encode_frames(msg)  # encode in the producing thread, off the I/O thread
+            self._post(identity, frames)
+
+        return send
+
+    # -- I/O thread -----------------------------------------------------------
+    def _main(self) -> None:
+        ctx: zmq.Context[Any] = zmq.Context.instance()
+        router = ctx.socket(zmq.ROUTER)
+        monitor: zmq.Socket | None = None
+        try:
+            router.linger = 0
+            router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            router.sndhwm = router.rcvhwm = 100_000
+            if self.heartbeat_ivl_ms > 0:
+                router.setsockopt(zmq.HEARTBEAT_IVL, self.heartbeat_ivl_ms)
+                router.setsockopt(zmq.HEARTBEAT_TIMEOUT, self.heartbeat_timeout_ms)
+                router.setsockopt(zmq.HEARTBEAT_TTL, self.heartbeat_timeout_ms)
+            monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            router.bind(self._bind)
+            self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        except Exception as exc:
+            self._error = exc
+            router.close(0)
+            if monitor is not None:
+                monitor.close(0)
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._loop(router, monitor)
+        except Exception:
+            log.exception("ZeroMQ server I/O thread crashed")
+        finally:
+            for identity in list(self.sessions):
+                self._forget(identity, "server stopping")
+            router.disable_monitor()
+            monitor.close(0)
+            router.close(0)
+
+    def _loop(self, router: zmq.Socket, monitor: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        backlog: collections.deque[tuple[bytes, Any]] = collections.deque()
+        next_idle_check = time.monotonic() + 1.0
+        while not self._stop.is_set():
+            poller.poll(5 if backlog else 250)
+            self._wake_pending = False
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except (BlockingIOError, OSError):
+                pass
+            drained = self._read_router(router)
+            self._send_outbox(router, backlog)
+            if drained:
+                self._read_monitor(monitor)
+            now = time.monotonic()
+            if now >= next_idle_check:
+                self._check_idle(now)
+                next_idle_check = now + 1.0
+
+    def _read_router(self, router: zmq.Socket) -> bool:
+        """Handle up to _RECV_BATCH messages; True when the socket had no more."""
+        for _ in range(_RECV_BATCH):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return True
+            self._on_message(frames)
+        return False
+
+    def _on_message(self, frames: list[zmq.Frame]) -> None:
+        ident_frame = frames[0]
+        identity = ident_frame.bytes
+        if identity in self._gone:
+            return
+        session = self.sessions.get(identity)
+        if session is None:
+            session = self._open(identity, ident_frame)
+        self._seen[identity] = time.monotonic()
+        body = frames[1:]
+        try:
+            msg = decode_frames(body)
+        except ProtocolError as exc:
+            session.decode_failed(exc, skippable=self._unknown_id(body))
+        else:
+            session.handle(msg)
+        if session.state is State.ENDED and session.client_closed:
+            self._forget(identity, None)
+
+    @staticmethod
+    def _unknown_id(body: list[zmq.Frame]) -> bool:
+        """True when frame 0 is sound but names an unknown id (safe to skip on ZeroMQ)."""
+        try:
+            msg_id, _ = parse_frame_header(body[0].buffer) if body else (0, ())
+            known_id(msg_id)
+        except ProtocolError as exc:
+            return str(exc).startswith("unknown message id")
+        return False
+
+    def _open(self, identity: bytes, ident_frame: zmq.Frame) -> StreamSession:
+        self._next_number += 1
+        cid = f"zmq-{self._next_number}-{identity.hex()}"
+        session = StreamSession(
+            self.catalog,
+            cid,
+            send=self._sender(identity),
+            on_ended=lambda: self._post(identity, _ENDED),
+            trace=self.trace,
+            close_timeout_s=self.close_timeout_s,
+            background_end=True,
+        )
+        self.sessions[identity] = session
+        try:
+            fd = int(ident_frame.get(zmq.SRCFD))
+        except (zmq.ZMQError, ValueError, TypeError):
+            fd = -1
+        if fd >= 0:
+            old = self._id_of_fd.get(fd)
+            if old is not None and old != identity:
+                # The fd was reused: the old connection is gone, and its DISCONNECTED
+                # event (still queued) must not hit the new owner of the fd.
+                self._stale_disconnects[fd] += 1
+                self._forget(old, "connection closed (its socket was reused)")
+            self._id_of_fd[fd] = identity
+            self._fd_of[identity] = fd
+        log.info("connection %s opened", cid)
+        return session
+
+    def _read_monitor(self, monitor: zmq.Socket) -> None:
+        while True:
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event["event"] != zmq.EVENT_DISCONNECTED:
+                continue
+            fd = int(event["value"])
+            if self._stale_disconnects[fd] > 0:
+                self._stale_disconnects[fd] -= 1
+                continue
+            identity = self._id_of_fd.get(fd)
+            if identity is not None:
+                self._forget(identity, "client disconnected")
+
+    def _forget(self, identity: bytes, reason: str | None) -> None:
+        """Drop a connection; with a reason, abort its chain if the stream was not over."""
+        session = self.sessions.pop(identity, None)
+        fd = self._fd_of.pop(identity, None)
+        if fd is not None and self._id_of_fd.get(fd) == identity:
+            del self._id_of_fd[fd]
+        self._seen.pop(identity, None)
+        if reason is not None:
+            self._gone[identity] = None
+            while len(self._gone) > _GONE_MEMORY:
+                self._gone.popitem(last=False)
+        if session is not None and reason is not None and session.state is not State.ENDED:
+            # runner.abort joins threads: keep that off the I/O thread.
+            threading.Thread(
+                target=session.abort, args=(reason,), name=f"abort-{session.connection_id}",
+                daemon=True,
+            ).start()
+
+    def _check_idle(self, now: float) -> None:
+        for identity, seen in list(self._seen.items()):
+            session = self.sessions.get(identity)
+            if session is None or session.state is not State.OPEN:
+                continue
+            if now - seen > self.idle_timeout_s:
+                err = ProtocolError(
+                    f"no message for {self.idle_timeout_s:g} s mid-stream; stream aborted"
+                )
+                session.report(err, None)
+                session.abort(str(err))
+
+    def _send_outbox(
+        self, router: zmq.Socket, backlog: collections.deque[tuple[bytes, Any]]
+    ) -> None:
+        outbox = self._outbox
+        while backlog or outbox:
+            identity, item = backlog[0] if backlog else outbox[0]
+            if item is _ENDED:
+                session = self.sessions.get(identity)
+                if session is not None and (session.client_closed or session.aborted):
+                    self._forget(identity, None)
+            elif identity not in self._gone:
+                try:
+                    router.send_multipart([identity, *item], zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    # The peer's queue is full: keep the order, retry on the next round.
+                    if not backlog:
+                        backlog.append(outbox.popleft())
+                    return
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    self._forget(identity, "client unreachable while sending results")
+            if backlog:
+                backlog.popleft()
+            else:
+                outbox.popleft()
