@@ -109,10 +109,12 @@ class _Worker:
                 continue
             t0 = time.perf_counter_ns()
             runner.context._local.times = MessageTimes(index, t_submit, t0)
+            outs: list[Any] = []
             try:
-                outs = list(st.gadget.process(msg))
+                # extend() keeps what was yielded before a failure; the report follows it.
+                outs.extend(st.gadget.process(msg))
             except Exception as exc:
-                outs = [runner._report(st.spec.id, index, exc, "process")]
+                outs.append(runner._report(st.spec.id, index, exc, "process"))
             t1 = time.perf_counter_ns()
             runner.context._local.times = None
             st.samples.add(t1 - t0)
@@ -147,10 +149,11 @@ class _Worker:
             st.flushed = True
             t0 = time.perf_counter_ns()
             self.runner.context._local.times = MessageTimes(None, t0, t0)
+            outs: list[Any] = []
             try:
-                outs = list(st.gadget.flush())
+                outs.extend(st.gadget.flush())
             except Exception as exc:
-                outs = [self.runner._report(st.spec.id, None, exc, "flush")]
+                outs.append(self.runner._report(st.spec.id, None, exc, "flush"))
             self.runner.context._local.times = None
             t1 = time.perf_counter_ns()
             if self.runner._trace is not None:

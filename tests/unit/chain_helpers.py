@@ -128,6 +128,8 @@ class SplitGadget(Gadget):
     def process(self, message: Any) -> Iterator[Any]:
         yield Text(message.text + "/a")
         yield object()
+        if message.text == "fail":
+            raise RuntimeError("half done")
         yield Text(message.text + "/b")
 
 

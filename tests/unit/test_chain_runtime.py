@@ -296,3 +296,12 @@ def test_caller_indices_reach_error_reports() -> None:
     assert runner.close(timeout=10)
     assert isinstance(out[0], ErrorReport) and out[0].message_index == 7
     assert runner.stats()["submitted"] == 2
+
+
+def test_outputs_yielded_before_a_failure_are_kept() -> None:
+    body = '[[gadgets]]\nid = "split"\ntype = "_test_split"\n'
+    out, _ = run(chain(body), [Text("fail"), Text("ok")])
+    assert out[0] == Text("fail/a")
+    assert isinstance(out[1], ErrorReport) and "half done" in out[1].message
+    assert out[1].message_index == 0
+    assert out[2:] == [Text("ok/a"), Text("ok/b")]
