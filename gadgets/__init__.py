@@ -12,6 +12,7 @@ _MODULES: list[str] = [
     "remove_oversampling",
     "coil_compression",
     "slice_buffer",
+    "subject_aggregation",
 ]
 
 for _name in _MODULES:

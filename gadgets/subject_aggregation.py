@@ -1,0 +1,169 @@
+"""Subject aggregation gadget: per-slice results out at once, one subject result at the end.
+
+Every ``SliceResult`` becomes a wire ``Result(kind="slice")`` with its
+segmented areas. Final results are kept per (slice, phase); once the
+measurement is complete (a result flagged ``last_in_measurement``, or all
+``n_slices x n_phases`` present) or at end of stream, one
+``Result(kind="subject")`` carries the phenotypes computed from the
+segmentation (``kmtr_stream.phenotypes``), ED/ES phases, the (slice, phase)
+pairs without a result and, when a subject predictor is configured, the
+network's phenotypes and diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from kmtr_stream.chain.gadget import ChainContext, Gadget, param
+from kmtr_stream.chain.registry import register
+from kmtr_stream.conventions import PHENOTYPE_UNITS, Label
+from kmtr_stream.errors import ConfigError
+from kmtr_stream.messages import Result, SliceResult
+from kmtr_stream.phenotypes import phenotypes_from_labels, structure_volumes_ml
+
+_STRUCTURES = (("LV", Label.LV_CAVITY), ("RV", Label.RV_CAVITY), ("MYO", Label.LV_MYOCARDIUM))
+
+
+class SubjectPredictor(Protocol):
+    """What ``kmtr_stream.model.load_subject_predictor`` returns."""
+
+    def predict(self, results: list[SliceResult]) -> dict[str, Any]:
+        """``{"phenotypes": {...}, "diagnosis": {"class": str, "probabilities": {...}}}``."""
+        ...
+
+
+def areas_mm2(labels: np.ndarray, voxel_size_mm: tuple[float, float, float]) -> dict[str, float]:
+    """Segmented area of LV cavity, RV cavity and LV myocardium in one ``(ny, nx)`` label map."""
+    pixel = float(voxel_size_mm[0]) * float(voxel_size_mm[1])
+    return {name: float(np.count_nonzero(labels == int(lab))) * pixel for name, lab in _STRUCTURES}
+
+
+def slice_body(r: SliceResult) -> dict[str, Any]:
+    """Body of the ``Result(kind="slice")`` of one slice result."""
+    return {
+        "slice": int(r.slice),
+        "phase": int(r.phase),
+        "repetition": int(r.repetition),
+        "lines_used": int(r.lines_used),
+        "final": bool(r.final),
+        "areas_mm2": areas_mm2(r.labels, r.voxel_size_mm),
+        "timings_ms": {str(k): float(v) for k, v in r.timings_ms.items()},
+    }
+
+
+def subject_body(
+    results: dict[tuple[int, int], SliceResult], n_slices: int, n_phases: int, ed_phase: int,
+) -> dict[str, Any]:
+    """Segmentation-derived subject summary from final results keyed by (slice, phase).
+
+    ED is ``ed_phase``; ES is the other phase (with at least one result) of
+    smallest segmented LV volume. Missing (slice, phase) pairs count as empty label maps.
+    """
+    first = next(iter(results.values()))
+    ny, nx = first.labels.shape
+    labels = np.zeros((n_phases, n_slices, ny, nx), dtype=np.int16)
+    for (s, p), r in results.items():
+        if 0 <= s < n_slices and 0 <= p < n_phases and r.labels.shape == (ny, nx):
+            labels[p, s] = r.labels
+    voxel = first.voxel_size_mm
+    lv = structure_volumes_ml(labels, voxel)["LV"]
+    present = sorted({p for (_, p) in results if 0 <= p < n_phases})
+    ed = min(max(ed_phase, 0), n_phases - 1)
+    # ES: smallest LV among the other phases (the model's predictor chooses the same way).
+    others = [p for p in present if p != ed] or present
+    es = min(others, key=lambda p: (float(lv[p]), p))
+    phen = phenotypes_from_labels(labels, voxel, ed_phase=ed, es_phase=es)
+    missing = [[s, p] for p in range(n_phases) for s in range(n_slices) if (s, p) not in results]
+    return {
+        "n_slices": n_slices,
+        "n_phases": n_phases,
+        "ed_phase": ed,
+        "es_phase": es,
+        "phenotypes_from_segmentation": {k: float(v) for k, v in phen.items()},
+        "phenotype_units": dict(PHENOTYPE_UNITS),
+        "missing": missing,
+    }
+
+
+@register("subject_aggregation")
+class SubjectAggregationGadget(Gadget):
+    """Turns ``SliceResult``s into slice and subject ``Result`` messages."""
+
+    @dataclass(frozen=True)
+    class Params:
+        """Parameters of ``subject_aggregation``."""
+
+        ed_phase: int = param(0, min=0, max=1023, doc="end-diastolic cardiac phase index")
+        model: str = param(
+            "", doc="subject predictor for phenotypes and diagnosis; empty = none",
+        )
+
+    handles = (SliceResult,)
+
+    def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
+        super().__init__(gadget_id, params, context)
+        self.final: dict[tuple[int, int], SliceResult] = {}
+        self.n_slices = 0
+        self.n_phases = 0
+        self.subject_emitted = False
+        #: Object with ``predict(results) -> dict``; set from ``model`` or directly.
+        self.predictor: SubjectPredictor | None = None
+        if params.model:
+            self.predictor = self._load(params.model)
+
+    def _load(self, name: str) -> SubjectPredictor:
+        try:
+            from kmtr_stream.model import load_subject_predictor
+        except ImportError as exc:
+            raise ConfigError(
+                f"gadget {self.id!r}: model {name!r} set but kmtr_stream.model has no "
+                f"load_subject_predictor ({exc})"
+            ) from exc
+        try:
+            predictor: SubjectPredictor = load_subject_predictor(name)
+        except Exception as exc:
+            raise ConfigError(f"gadget {self.id!r}: cannot load model {name!r}: {exc}") from exc
+        return predictor
+
+    def _subject(self) -> Result:
+        self.subject_emitted = True
+        body = subject_body(self.final, self.n_slices, self.n_phases, int(self.params.ed_phase))
+        if self.predictor is not None:
+            ordered = [self.final[k] for k in sorted(self.final)]
+            pred = self.predictor.predict(ordered)
+            body["phenotypes"] = {str(k): float(v) for k, v in pred["phenotypes"].items()}
+            diag = pred["diagnosis"]
+            body["diagnosis"] = {
+                "class": str(diag["class"]),
+                "probabilities": {str(k): float(v) for k, v in diag["probabilities"].items()},
+            }
+        return Result(kind="subject", body=body)
+
+    def process(self, message: Any) -> Iterable[Any]:
+        r: SliceResult = message
+        yield Result(kind="slice", body=slice_body(r))
+        if not r.final:
+            return
+        self.n_slices = max(self.n_slices, int(r.n_slices))
+        self.n_phases = max(self.n_phases, int(r.n_phases))
+        self.final[(int(r.slice), int(r.phase))] = r
+        if self.subject_emitted:
+            self.context.logger.info(
+                "%s: result for slice=%d phase=%d after the subject result is not aggregated",
+                self.id, r.slice, r.phase,
+            )
+            return
+        complete = all(
+            (s, p) in self.final for s in range(self.n_slices) for p in range(self.n_phases)
+        )
+        if r.last_in_measurement or complete:
+            yield self._subject()
+
+    def flush(self) -> Iterable[Any]:
+        if self.subject_emitted or not self.final:
+            return []
+        return [self._subject()]

@@ -1,0 +1,132 @@
+"""subject_aggregation gadget: slice results, subject result, predictor, missing pairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gadgets.subject_aggregation import SubjectAggregationGadget
+from kmtr_stream.chain.gadget import ChainContext
+from kmtr_stream.conventions import CLASSES, PHENOTYPES, Label
+from kmtr_stream.errors import ConfigError
+from kmtr_stream.messages import Result, SliceResult
+from kmtr_stream.phenotypes import phenotypes_from_labels
+
+VOXEL = (1.5, 1.5, 8.0)
+
+
+def _labels(lv_radius: int, n: int = 32) -> np.ndarray:
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(yy - n / 2, xx - n / 2)
+    lab = np.zeros((n, n), np.int16)
+    lab[r < lv_radius + 3] = int(Label.LV_MYOCARDIUM)
+    lab[r < lv_radius] = int(Label.LV_CAVITY)
+    lab[2:6, 2:8] = int(Label.RV_CAVITY)
+    return lab
+
+
+def _result(
+    s: int, p: int, n_s: int, n_p: int, radius: int, final: bool = True, last: bool = False
+) -> SliceResult:
+    return SliceResult(
+        slice=s,
+        phase=p,
+        repetition=0,
+        n_slices=n_s,
+        n_phases=n_p,
+        labels=_labels(radius),
+        latent=np.full(4, float(s + 10 * p), np.float32),
+        lines_used=40,
+        final=final,
+        last_in_measurement=last,
+        voxel_size_mm=VOXEL,
+        timings_ms={"network": 3.5},
+    )
+
+
+class MeanLatentPredictor:
+    """Test double of the model's subject predictor: checkable arithmetic on the latents."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[SliceResult]] = []
+
+    def predict(self, results: list[SliceResult]) -> dict[str, Any]:
+        self.calls.append(results)
+        mean = float(np.mean([r.latent.mean() for r in results]))
+        probs = {c: (1.0 if c == "DCM" else 0.0) for c in CLASSES}
+        return {
+            "phenotypes": {k: mean for k in PHENOTYPES},
+            "diagnosis": {"class": "DCM", "probabilities": probs},
+        }
+
+
+def _gadget(**params: Any) -> SubjectAggregationGadget:
+    return SubjectAggregationGadget(
+        "agg", SubjectAggregationGadget.Params(**params), ChainContext()
+    )
+
+
+def test_slice_results_and_subject_when_complete() -> None:
+    g = _gadget()
+    g.predictor = MeanLatentPredictor()
+    radii = {0: 9, 1: 6, 2: 4, 3: 7}  # ES = phase 2
+    out: list[Any] = []
+    for p, rad in radii.items():
+        for s in range(2):
+            out.extend(g.process(_result(s, p, 2, 4, rad)))
+    slices = [m for m in out if m.kind == "slice"]
+    subjects = [m for m in out if m.kind == "subject"]
+    assert len(slices) == 8 and len(subjects) == 1 and out[-1] is subjects[0]
+    b0 = slices[0].body
+    assert set(b0) == {
+        "slice",
+        "phase",
+        "repetition",
+        "lines_used",
+        "final",
+        "areas_mm2",
+        "timings_ms",
+    }
+    lv_px = int((_labels(9) == int(Label.LV_CAVITY)).sum())
+    assert b0["areas_mm2"]["LV"] == pytest.approx(lv_px * 2.25)
+    assert b0["timings_ms"] == {"network": 3.5}
+    body = subjects[0].body
+    assert (body["n_slices"], body["n_phases"], body["ed_phase"], body["es_phase"]) == (2, 4, 0, 2)
+    vol = np.stack([np.stack([_labels(radii[p])] * 2) for p in range(4)])
+    ref = phenotypes_from_labels(vol, VOXEL, ed_phase=0, es_phase=2)
+    assert body["phenotypes_from_segmentation"] == pytest.approx(ref)
+    assert body["phenotype_units"]["LVEF"] == "%"
+    assert body["missing"] == []
+    assert body["diagnosis"]["class"] == "DCM"
+    expected_mean = np.mean([s + 10 * p for p in range(4) for s in range(2)])
+    assert body["phenotypes"]["LVEDV"] == pytest.approx(expected_mean)
+    assert list(g.flush()) == []
+
+
+def test_progressive_results_are_reported_but_not_aggregated() -> None:
+    g = _gadget()
+    out = list(g.process(_result(0, 0, 1, 2, 8, final=False)))
+    assert [m.kind for m in out] == ["slice"] and out[0].body["final"] is False
+    assert list(g.flush()) == []  # nothing final to aggregate
+
+
+def test_flush_and_last_in_measurement_report_missing() -> None:
+    g = _gadget(ed_phase=1)
+    list(g.process(_result(0, 0, 2, 3, 5)))
+    out = list(g.process(_result(0, 1, 2, 3, 9, last=True)))
+    (subject,) = [m for m in out if isinstance(m, Result) and m.kind == "subject"]
+    assert subject.body["missing"] == [[1, 0], [1, 1], [0, 2], [1, 2]]
+    assert (subject.body["ed_phase"], subject.body["es_phase"]) == (1, 0)
+    assert "diagnosis" not in subject.body
+    assert list(g.flush()) == []
+    g2 = _gadget()
+    list(g2.process(_result(0, 0, 1, 2, 5)))
+    (late,) = g2.flush()
+    assert late.kind == "subject" and late.body["missing"] == [[0, 1]]
+
+
+def test_unknown_model_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cannot load model 'no-such-model'"):
+        _gadget(model="no-such-model")
