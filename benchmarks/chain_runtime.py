@@ -122,7 +122,7 @@ def main() -> None:
         "queue.Queue thread per stage": lambda: run_queue_queue(msgs, args.gadgets),
     }
     print(f"{args.n} acquisitions (8 coils x 256 samples), {args.gadgets} passthrough gadgets")
-    results = {}
+    results: dict[str, list[float]] = {}
     for _ in range(args.repeats):  # interleave designs so machine load hits all alike
         for name, fn in designs.items():
             results.setdefault(name, []).append(fn())
