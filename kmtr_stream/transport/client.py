@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
@@ -30,6 +30,7 @@ from kmtr_stream.errors import KmtrError, ProtocolError
 from kmtr_stream.messages import Close, WireMessage
 
 ZMQ_SCHEMES = ("tcp", "zmq")
+C = TypeVar("C", bound="StreamClient")
 MRD_SCHEME = "mrd"
 
 
@@ -112,7 +113,7 @@ class StreamClient:
     def close(self) -> None:
         """Release the connection (does not send CLOSE)."""
 
-    def __enter__(self) -> StreamClient:
+    def __enter__(self: C) -> C:
         return self
 
     def __exit__(self, *exc: object) -> None:

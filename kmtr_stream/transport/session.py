@@ -153,7 +153,7 @@ class StreamSession:
                 f"message #{index}: {type(msg).__name__} is not accepted from clients"
             )
         assert self.runner is not None
-        self.runner.submit(msg)
+        self.runner.submit(msg, index)
 
     def _start_runner(self) -> None:
         spec = self.catalog.select(self.chain_name)
