@@ -1,0 +1,99 @@
+"""Subject anatomy: the parameters that define one simulated body and heart.
+
+Coordinates are millimetres in the image plane, x to the image right (the
+subject's left, radiological view), y downwards (posterior); z runs from the
+cardiac base towards the apex. The heart frame is rotated by ``heart_angle_rad``:
+its -u axis points at the septum / right ventricle, -v anteriorly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+#: Nominal bSSFP-like magnitudes of the tissues (blood bright, lung dark).
+TISSUE_INTENSITY: dict[str, float] = {
+    "blood": 1.0,
+    "myocardium": 0.28,
+    "fat": 0.9,
+    "lung": 0.04,
+    "liver": 0.3,
+    "muscle": 0.24,
+    "soft": 0.36,
+    "bone": 0.42,
+    "csf": 0.95,
+}
+
+
+@dataclass(frozen=True)
+class SubjectParams:
+    """Everything that defines one subject's phantom (units in the names).
+
+    Heart radii are end-diastolic values at the base; slices scale them with a
+    half-ellipsoid taper towards the apex. Regional terms are von Mises bumps
+    over the circumferential angle of the heart frame.
+    """
+
+    subject_id: int
+    seed: int
+    diagnosis: int
+    height_cm: float
+    weight_kg: float
+    bsa_m2: float
+    # body
+    body_semi_x_mm: float
+    body_semi_y_mm: float
+    body_centre_y_mm: float
+    fat_mm: float
+    muscle_mm: float
+    liver_start_mm: float
+    aorta_radius_mm: float
+    # heart placement
+    lv_centre_x_mm: float
+    lv_centre_y_mm: float
+    heart_angle_rad: float
+    lv_length_mm: float
+    rv_length_mm: float
+    # left ventricle
+    lv_radius_mm: float
+    wall_mm: float
+    hypertrophy_mm: float
+    hypertrophy_angle_rad: float
+    hypertrophy_kappa: float
+    lv_contraction: float
+    infarct: bool
+    infarct_angle_rad: float
+    infarct_kappa: float
+    infarct_thinning_mm: float
+    # right ventricle
+    rv_semi_u_mm: float
+    rv_semi_v_mm: float
+    rv_contraction: float
+    # cycle
+    es_phase: int
+    # image appearance
+    intensity_scale: tuple[float, ...]
+    bias_coeffs: tuple[float, ...]
+    phase_coeffs: tuple[float, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of the parameters."""
+        return asdict(self)
+
+
+def mosteller_bsa(height_cm: float, weight_kg: float) -> float:
+    """Body surface area in m^2 (Mosteller formula)."""
+    return float(np.sqrt(height_cm * weight_kg / 3600.0))
+
+
+def von_mises(cos_t: Any, sin_t: Any, angle_rad: float, kappa: float) -> Any:
+    """Smooth circumferential bump, 1 at ``angle_rad``, from cos/sin of the angle."""
+    return np.exp(kappa * (cos_t * np.cos(angle_rad) + sin_t * np.sin(angle_rad) - 1.0))
+
+
+def akinetic_fraction(infarct_angle_rad: float, infarct_kappa: float) -> np.ndarray:
+    """``(360,)`` akinesia weight around the circumference (for solving contraction)."""
+    t = np.linspace(0.0, 2.0 * np.pi, 360, endpoint=False)
+    return np.asarray(von_mises(np.cos(t), np.sin(t), infarct_angle_rad, infarct_kappa))

@@ -1,0 +1,387 @@
+"""Rasterisation of the phantom: anti-aliased complex images and ACDC label maps.
+
+The image is rendered on a grid supersampled ``config.supersample`` times per
+axis and box-averaged to pixels (anti-aliasing); labels are evaluated at pixel
+centres. Static anatomy (body, fat, chest wall, lungs, liver, spine, aorta) is
+rendered once per slice and the beating heart only inside a bounding box, once
+per requested phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kmtr_stream.conventions import Label
+from simulator.anatomy import TISSUE_INTENSITY, SubjectParams, von_mises
+from simulator.config import SimConfig
+from simulator.motion import contraction_curve
+
+_TISSUES = tuple(TISSUE_INTENSITY)
+#: Thickness of the RV free wall (rendered as myocardium, labelled background).
+RV_WALL_MM = 3.0
+
+
+def pixel_coords_mm(n: int, d_mm: float, supersample: int = 1) -> np.ndarray:
+    """Sample positions along one axis, pixel ``n // 2`` centred on 0 (centred-FFT convention).
+
+    Returns:
+        ``(n * supersample,)`` float32 positions in mm, pixel-major.
+    """
+    centres = (np.arange(n) - n // 2) * d_mm
+    offsets = (np.arange(supersample) - (supersample - 1) / 2) * d_mm / supersample
+    return (centres[:, None] + offsets[None, :]).reshape(-1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """Per-slice heart geometry at end-diastole, arrays of shape ``(slices,)``."""
+
+    cx: np.ndarray
+    cy: np.ndarray
+    radius: np.ndarray
+    wall: np.ndarray
+    rv_u: np.ndarray
+    rv_v: np.ndarray
+    hyp: np.ndarray
+
+
+def slice_geometry(p: SubjectParams, cfg: SimConfig) -> SliceGeometry:
+    """Half-ellipsoid taper of the ventricles from base to apex."""
+    z = np.asarray(cfg.slice_positions_mm(), dtype=np.float64)
+    s_lv = np.sqrt(np.clip(1.0 - (z / p.lv_length_mm) ** 2, 0.0, 1.0))
+    s_rv = np.sqrt(np.clip(1.0 - (z / p.rv_length_mm) ** 2, 0.0, 1.0))
+    beyond = z > p.lv_length_mm + p.wall_mm
+    wall = np.where(beyond, 0.0, p.wall_mm * (1.0 - 0.15 * z / p.lv_length_mm))
+    # Hypertrophy is strongest at the base and mid-ventricle.
+    hyp = np.where(beyond, 0.0, p.hypertrophy_mm * np.clip(1.2 - z / p.lv_length_mm, 0.0, 1.0))
+    return SliceGeometry(
+        cx=p.lv_centre_x_mm + 0.10 * z,
+        cy=p.lv_centre_y_mm - 0.05 * z,
+        radius=p.lv_radius_mm * s_lv,
+        wall=wall,
+        rv_u=p.rv_semi_u_mm * s_rv,
+        rv_v=p.rv_semi_v_mm * s_rv,
+        hyp=hyp,
+    )
+
+
+@dataclass(frozen=True)
+class HeartMasks:
+    """Boolean heart masks of shape ``(phases, slices, y, x)``."""
+
+    lv_cavity: np.ndarray
+    lv_myo: np.ndarray
+    rv_cavity: np.ndarray
+    rv_wall: np.ndarray
+    papillary: np.ndarray
+
+
+def heart_masks(
+    p: SubjectParams,
+    cfg: SimConfig,
+    phases: Sequence[int],
+    x_mm: np.ndarray,
+    y_mm: np.ndarray,
+    labels_only: bool = False,
+) -> HeartMasks:
+    """Evaluate the heart at sample positions.
+
+    Args:
+        p: subject parameters.
+        cfg: simulator configuration (slices, cycle).
+        phases: cardiac phase indices to evaluate.
+        x_mm: ``(x,)`` sample positions.
+        y_mm: ``(y,)`` sample positions.
+        labels_only: skip the parts that only the image needs (RV wall, papillary muscles).
+
+    Returns:
+        Masks of shape ``(phases, slices, y, x)`` (image-only masks empty when ``labels_only``).
+    """
+    g = slice_geometry(p, cfg)
+    c = contraction_curve(cfg.n_phases, p.es_phase)[np.asarray(phases, dtype=np.int64)]
+    f32 = np.float32
+    cp = c.astype(f32)[:, None, None, None]  # (P, 1, 1, 1)
+
+    def per_slice(a: np.ndarray) -> np.ndarray:
+        return a.astype(f32)[None, :, None, None]  # (1, S, 1, 1)
+
+    dx = x_mm[None, None, None, :] - per_slice(g.cx)  # (1, S, 1, X)
+    dy = y_mm[None, None, :, None] - per_slice(g.cy)  # (1, S, Y, 1)
+    ca, sa = f32(np.cos(p.heart_angle_rad)), f32(np.sin(p.heart_angle_rad))
+    u = dx * ca + dy * sa  # (1, S, Y, X)
+    v = dy * ca - dx * sa
+    rho = np.sqrt(u * u + v * v)
+    inv = 1.0 / np.maximum(rho, f32(1e-6))
+    cos_t, sin_t = u * inv, v * inv
+
+    radius, wall = per_slice(g.radius), per_slice(g.wall)
+    thick = np.broadcast_to(wall, rho.shape)
+    if p.hypertrophy_mm > 0:
+        thick = thick + per_slice(g.hyp) * von_mises(
+            cos_t, sin_t, p.hypertrophy_angle_rad, p.hypertrophy_kappa
+        )
+    k = np.full_like(rho, f32(p.lv_contraction))
+    if p.infarct:
+        w_inf = von_mises(cos_t, sin_t, p.infarct_angle_rad, p.infarct_kappa)
+        thick = thick - f32(p.infarct_thinning_mm) * w_inf
+        k = k * (1.0 - w_inf)
+    thick = np.maximum(thick, f32(2.0)) * (wall > 0)
+    r_endo = radius * (1.0 - cp * k)  # (P, S, Y, X)
+    # Incompressible myocardium: each angular sector keeps its area (wall thickening).
+    r_epi = np.sqrt(r_endo * r_endo + (radius + thick) ** 2 - radius * radius)
+    lv_cav = rho < r_endo
+    lv_epi = rho < r_epi
+    lv_myo = lv_epi & ~lv_cav
+
+    # RV ellipse anchored just inside the septum; the free wall moves towards it.
+    rv_a = per_slice(g.rv_u) * (1.0 - cp * f32(p.rv_contraction))
+    rv_b = per_slice(g.rv_v) * (1.0 - 0.35 * cp * f32(p.rv_contraction))
+    anchor = per_slice(0.1 * (g.radius + g.wall))
+    uc, vc = anchor - rv_a, -0.25 * per_slice(g.radius + g.wall)
+    present = rv_a > 0.5
+    safe_a, safe_b = np.maximum(rv_a, f32(1e-3)), np.maximum(rv_b, f32(1e-3))
+    e_in = ((u - uc) / safe_a) ** 2 + ((v - vc) / safe_b) ** 2
+    rv_cav = (e_in < 1.0) & ~lv_epi & present
+    if labels_only:
+        empty = np.zeros_like(lv_cav)
+        return HeartMasks(
+            lv_cavity=lv_cav, lv_myo=lv_myo, rv_cavity=rv_cav, rv_wall=empty, papillary=empty
+        )
+    e_out = ((u - uc) / (safe_a + RV_WALL_MM)) ** 2 + ((v - vc) / (safe_b + RV_WALL_MM)) ** 2
+    rv_wall = (e_out < 1.0) & ~rv_cav & ~lv_epi & present
+
+    # Papillary muscles: image only (ACDC counts them as cavity).
+    pap = np.zeros_like(lv_cav)
+    for ang in (-0.9, 1.2):
+        pu, pv = 0.6 * r_endo * np.cos(ang), 0.6 * r_endo * np.sin(ang)
+        pr = 0.16 * radius
+        pap |= ((u - pu) ** 2 + (v - pv) ** 2) < pr * pr
+    pap &= lv_cav & (radius > 0.5 * p.lv_radius_mm)
+    return HeartMasks(
+        lv_cavity=lv_cav, lv_myo=lv_myo, rv_cavity=rv_cav, rv_wall=rv_wall, papillary=pap
+    )
+
+
+def masks_to_labels(m: HeartMasks) -> np.ndarray:
+    """ACDC labels ``(phases, slices, y, x)`` uint8 from heart masks."""
+    labels = np.zeros(m.lv_cavity.shape, dtype=np.uint8)
+    labels[m.rv_cavity] = int(Label.RV_CAVITY)
+    labels[m.lv_myo] = int(Label.LV_MYOCARDIUM)
+    labels[m.lv_cavity] = int(Label.LV_CAVITY)
+    return labels
+
+
+def _heart_box(
+    p: SubjectParams, cfg: SimConfig, n: int, d_mm: float, centre: np.ndarray, axis_extent: float
+) -> tuple[int, int]:
+    """Pixel range ``[lo, hi)`` along one axis that holds the heart in every slice."""
+    lo_mm = float(centre.min()) - axis_extent
+    hi_mm = float(centre.max()) + axis_extent
+    lo = int(np.floor(lo_mm / d_mm)) + n // 2
+    hi = int(np.ceil(hi_mm / d_mm)) + n // 2 + 1
+    return max(lo, 0), min(max(hi, 0), n)
+
+
+def heart_extent_mm(p: SubjectParams) -> float:
+    """Radius around the LV centre that contains the whole heart (any phase, any slice)."""
+    epi = p.lv_radius_mm + p.wall_mm + p.hypertrophy_mm
+    return epi + 2.0 * max(p.rv_semi_u_mm, p.rv_semi_v_mm) + RV_WALL_MM + 6.0
+
+
+def render_labels(
+    p: SubjectParams, cfg: SimConfig, phases: Sequence[int] | None = None
+) -> np.ndarray:
+    """ACDC label maps at the reconstructed pixel centres.
+
+    Returns:
+        ``(phases, slices, ny, nx)`` uint8 labels (all phases when ``phases`` is None).
+    """
+    phases = list(range(cfg.n_phases)) if phases is None else list(phases)
+    g = slice_geometry(p, cfg)
+    ext = heart_extent_mm(p)
+    x0, x1 = _heart_box(p, cfg, cfg.nx, cfg.dx_mm, g.cx, ext)
+    y0, y1 = _heart_box(p, cfg, cfg.ny, cfg.dy_mm, g.cy, ext)
+    out = np.zeros((len(phases), cfg.n_slices, cfg.ny, cfg.nx), dtype=np.uint8)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    x = pixel_coords_mm(cfg.nx, cfg.dx_mm)[x0:x1]
+    y = pixel_coords_mm(cfg.ny, cfg.dy_mm)[y0:y1]
+    out[:, :, y0:y1, x0:x1] = masks_to_labels(heart_masks(p, cfg, phases, x, y, labels_only=True))
+    return out
+
+
+def _ellipse(
+    x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float
+) -> np.ndarray:
+    return ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 < 1.0
+
+
+def _paint(
+    img: np.ndarray,
+    x_mm: np.ndarray,
+    y_mm: np.ndarray,
+    cx: float,
+    cy: float,
+    ax: float,
+    ay: float,
+    value: float,
+    within: np.ndarray | None = None,
+) -> None:
+    """Set ``img`` (y, x) to ``value`` inside an ellipse, touching only its bounding box."""
+    if ax <= 0 or ay <= 0:
+        return
+    i0, i1 = np.searchsorted(x_mm, [cx - ax, cx + ax])
+    j0, j1 = np.searchsorted(y_mm, [cy - ay, cy + ay])
+    if i1 <= i0 or j1 <= j0:
+        return
+    inside = _ellipse(x_mm[None, i0:i1], y_mm[j0:j1, None], cx, cy, ax, ay)
+    if within is not None:
+        inside &= within[j0:j1, i0:i1]
+    img[j0:j1, i0:i1][inside] = value
+
+
+def static_tissue(
+    p: SubjectParams, cfg: SimConfig, x_mm: np.ndarray, y_mm: np.ndarray
+) -> np.ndarray:
+    """Intensity of the non-cardiac anatomy in every slice.
+
+    Args:
+        x_mm: ``(x,)`` increasing sample positions.
+        y_mm: ``(y,)`` increasing sample positions.
+
+    Returns:
+        ``(slices, y, x)`` float32 magnitudes (the mediastinum is soft tissue).
+    """
+    val = {t: TISSUE_INTENSITY[t] * s for t, s in zip(_TISSUES, p.intensity_scale, strict=True)}
+    bx, by, cy = p.body_semi_x_mm, p.body_semi_y_mm, p.body_centre_y_mm
+    f, m = p.fat_mm, p.muscle_mm
+    base = np.zeros((y_mm.size, x_mm.size), dtype=np.float32)
+    _paint(base, x_mm, y_mm, 0.0, cy, bx, by, val["fat"])
+    _paint(base, x_mm, y_mm, 0.0, cy, bx - f, by - f, val["muscle"])
+    thorax = np.zeros(base.shape, dtype=bool)
+    _paint(thorax, x_mm, y_mm, 0.0, cy, bx - f - m, by - f - m, True)
+    base[thorax] = val["soft"]
+    g = slice_geometry(p, cfg)
+    spine_y = cy + by - 34.0
+    out = np.empty((cfg.n_slices, y_mm.size, x_mm.size), dtype=np.float32)
+    heart_r = p.lv_radius_mm + p.wall_mm + p.hypertrophy_mm
+    ar = p.aorta_radius_mm
+    for k, z in enumerate(cfg.slice_positions_mm()):
+        img = base.copy()
+        # Liver dome rises into the lower slices on the subject's right (image left).
+        liver_s = float(np.clip((z - p.liver_start_mm) / 40.0, 0.0, 1.0))
+        lung_s = 1.0 - 0.5 * liver_s
+        _paint(
+            img,
+            x_mm,
+            y_mm,
+            -0.58 * bx,
+            cy - 6.0,
+            0.38 * bx * lung_s,
+            0.75 * by,
+            val["lung"],
+            thorax,
+        )
+        _paint(
+            img, x_mm, y_mm, 0.6 * bx, cy - 2.0, 0.36 * bx, 0.74 * by * lung_s, val["lung"], thorax
+        )
+        _paint(
+            img,
+            x_mm,
+            y_mm,
+            -0.42 * bx,
+            cy + 0.2 * by,
+            0.5 * bx * liver_s,
+            0.6 * by * liver_s,
+            val["liver"],
+            thorax,
+        )
+        # Mediastinum around the heart keeps the lungs off it.
+        hx, hy = float(g.cx[k]), float(g.cy[k])
+        _paint(
+            img,
+            x_mm,
+            y_mm,
+            hx - 0.5 * heart_r,
+            hy - 2.0,
+            1.65 * heart_r,
+            1.3 * heart_r + 4.0,
+            val["soft"],
+            thorax,
+        )
+        _paint(img, x_mm, y_mm, -5.0, cy - by + f + m + 4.0, 12.0, 5.0, val["bone"])  # sternum
+        _paint(img, x_mm, y_mm, 0.0, spine_y, 15.0, 13.0, val["bone"])  # vertebra
+        _paint(img, x_mm, y_mm, 0.0, spine_y + 19.0, 5.5, 5.5, val["csf"])  # spinal canal
+        _paint(img, x_mm, y_mm, 20.0, spine_y - 20.0, ar, ar, val["blood"])  # descending aorta
+        # Epicardial fat in the atrioventricular groove.
+        _paint(img, x_mm, y_mm, hx - 0.2 * heart_r, hy - 1.05 * heart_r - 4.0, 9.0, 4.0, val["fat"])
+        out[k] = img
+    return out
+
+
+def smooth_fields(p: SubjectParams, x_mm: np.ndarray, y_mm: np.ndarray) -> np.ndarray:
+    """Intensity inhomogeneity times background phase: ``(y, x)`` complex64."""
+    x = x_mm[None, :].astype(np.float64) / 100.0
+    y = y_mm[:, None].astype(np.float64) / 100.0
+    b = p.bias_coeffs
+    bias = np.exp(b[0] * x + b[1] * y + b[2] * (x * x + y * y) + b[3] * x * y)
+    q = p.phase_coeffs
+    phase = q[0] + q[1] * x + q[2] * y + q[3] * (x * x - y * y) + q[4] * x * y
+    return (bias * np.exp(1j * phase)).astype(np.complex64)
+
+
+def _box_mean(a: np.ndarray, ss: int) -> np.ndarray:
+    """Average ``ss x ss`` blocks of the last two axes."""
+    if ss == 1:
+        return a
+    *lead, h, w = a.shape
+    return a.reshape(*lead, h // ss, ss, w // ss, ss).mean(axis=(-3, -1))
+
+
+def render_image(
+    p: SubjectParams, cfg: SimConfig, phases: Sequence[int], oversampled: bool = False
+) -> np.ndarray:
+    """Anti-aliased complex phantom images.
+
+    Args:
+        p: subject parameters.
+        cfg: configuration (grid, supersampling).
+        phases: cardiac phases to render.
+        oversampled: render the readout-oversampled field of view (``nx_os`` columns)
+            instead of the reconstructed one (``nx`` columns).
+
+    Returns:
+        ``(phases, slices, ny, nx or nx_os)`` complex64 images.
+    """
+    phases = list(phases)
+    ss = cfg.supersample
+    nx = cfg.nx_os if oversampled else cfg.nx
+    xs = pixel_coords_mm(nx, cfg.dx_mm, ss)
+    ys = pixel_coords_mm(cfg.ny, cfg.dy_mm, ss)
+    static = static_tissue(p, cfg, xs, ys)  # (S, Y*ss, X*ss)
+    mag = np.broadcast_to(
+        _box_mean(static, ss), (len(phases), *static.shape[:1], cfg.ny, nx)
+    ).copy()
+    g = slice_geometry(p, cfg)
+    ext = heart_extent_mm(p)
+    x0, x1 = _heart_box(p, cfg, nx, cfg.dx_mm, g.cx, ext)
+    y0, y1 = _heart_box(p, cfg, cfg.ny, cfg.dy_mm, g.cy, ext)
+    if x1 > x0 and y1 > y0:
+        m = heart_masks(p, cfg, phases, xs[x0 * ss : x1 * ss], ys[y0 * ss : y1 * ss])
+        val = dict(zip(_TISSUES, p.intensity_scale, strict=True))
+        blood = np.float32(TISSUE_INTENSITY["blood"] * val["blood"])
+        myo = np.float32(TISSUE_INTENSITY["myocardium"] * val["myocardium"])
+        box = np.broadcast_to(
+            static[None, :, y0 * ss : y1 * ss, x0 * ss : x1 * ss], m.lv_cavity.shape
+        )
+        heart = np.where(
+            (m.lv_cavity & ~m.papillary) | m.rv_cavity,
+            blood,
+            np.where(m.lv_myo | m.rv_wall | m.papillary, myo, box),
+        )
+        mag[:, :, y0:y1, x0:x1] = _box_mean(heart, ss)
+    fields = smooth_fields(p, pixel_coords_mm(nx, cfg.dx_mm), pixel_coords_mm(cfg.ny, cfg.dy_mm))
+    return (mag * fields).astype(np.complex64)
