@@ -4,7 +4,10 @@ Each buffer is ``(coils, ky, kx)`` complex64 on the chain's backend, indexed
 by ``kspace_encode_step_1``, with a ``(ky,)`` mask beside it. When its trigger
 fires (``kmtr_stream.kspace.triggers``) it goes downstream as a
 ``SliceKSpace``, intensity-normalised like the training data
-(``kmtr_stream.kspace.normalisation``). At most ``max_open_buffers`` are open;
+(``kmtr_stream.kspace.normalisation``): optionally compressed to
+``virtual_coils`` with the SVD of its own calibration region, then divided
+by the RMS of coil 0 over that region, exactly as the simulator's training
+data (``simulator.kspace.virtual_coil_buffer``). At most ``max_open_buffers`` are open;
 opening one more evicts the oldest and reports it (ErrorReport "evicted" plus a
 log line). Lines of a buffer that was already emitted as final or evicted are
 dropped and logged, so no buffer is ever emitted twice as final.
@@ -25,8 +28,15 @@ from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import BufferEvictedError, GadgetError
 from kmtr_stream.kspace.buffer import BufferKey, BufferStore, KSpaceBuffer
 from kmtr_stream.kspace.geometry import EncodingGeometry, encoding_geometry
-from kmtr_stream.kspace.normalisation import normalise_kspace
-from kmtr_stream.kspace.triggers import MODES, Emission, TriggerPolicy, decide, decide_flush
+from kmtr_stream.kspace.normalisation import compress_and_normalise, normalise_kspace
+from kmtr_stream.kspace.triggers import (
+    MODES,
+    Emission,
+    TriggerPolicy,
+    calibration_region,
+    decide,
+    decide_flush,
+)
 from kmtr_stream.messages import ErrorReport, SliceKSpace
 
 #: Readouts that carry no k-space lines of the image (skipped by the buffer).
@@ -79,6 +89,11 @@ class SliceBufferGadget(Gadget):
         normalise: bool = param(
             True, doc="apply the training data's intensity normalisation on emission",
         )
+        virtual_coils: int = param(
+            0, min=0, max=128,
+            doc="compress each emitted buffer to this many virtual coils with the SVD of its "
+            "calibration region, as the training data; 0 = keep the coils",
+        )
 
     handles = (ismrmrd.Acquisition,)
 
@@ -120,7 +135,7 @@ class SliceBufferGadget(Gadget):
         return self.geo.n_slices * self.geo.n_phases * self.geo.n_repetitions
 
     def _emit(self, buf: KSpaceBuffer, em: Emission) -> SliceKSpace:
-        assert self.geo is not None and self.store is not None
+        assert self.geo is not None and self.store is not None and self.policy is not None
         xp = self.xp
         if em.final:
             self.store.close(buf.key)
@@ -129,8 +144,19 @@ class SliceBufferGadget(Gadget):
         else:
             kspace = buf.kspace.copy()
             mask = buf.mask.copy()
-        if self.params.normalise:
-            kspace = normalise_kspace(kspace, mask, self.geo.center_line, out=kspace)
+        region = calibration_region(self.policy, buf.state)
+        n_virtual = int(self.params.virtual_coils)
+        if n_virtual > 0:
+            if n_virtual > kspace.shape[0]:
+                raise GadgetError(
+                    self.id, None,
+                    f"virtual_coils={n_virtual} but the buffer has {kspace.shape[0]} coils",
+                )
+            kspace, _, scale = compress_and_normalise(kspace, n_virtual, region)
+            if not self.params.normalise:
+                kspace *= xp.float32(scale)
+        elif self.params.normalise:
+            kspace = normalise_kspace(kspace, region, out=kspace)
         last = False
         if em.final and not self._measurement_closed:
             all_done = not self.store.open and len(self.store.closed) >= self._expected_buffers()

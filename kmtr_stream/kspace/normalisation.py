@@ -1,13 +1,17 @@
-"""Intensity normalisation of a slice's k-space (pure math).
+"""Per-buffer coil compression and intensity normalisation, as the training data has them.
 
-The network must see identically scaled input in training and in the chain,
-so the simulator's dataset writer and the slice buffer both call
-``normalise_kspace``. The scale is the root-mean-square magnitude of the
-k-space centre line (``ky = center``) over coils and kx: that line is always
-acquired (it lies in every calibration region), so the scale does not depend
-on the undersampling pattern or on how many lines a progressive emission
-used. Where the centre line is missing, the RMS over all acquired lines is
-used instead.
+The network must see identically scaled input in training and in the chain.
+The simulator's dataset writer (``simulator.kspace.virtual_coil_buffer``) and
+the slice buffer apply the same steps to each (slice, phase) buffer:
+
+1. optionally compress the coils with the SVD matrix of the buffer's own
+   calibration region (central ``n_calib`` ky lines, every kx);
+2. divide by the RMS magnitude of (virtual) coil 0 over that region.
+
+The calibration region is always acquired, so the scale does not depend on
+the undersampling pattern or on how many lines a progressive emission used.
+``compress_and_normalise`` reproduces ``virtual_coil_buffer`` bit for bit on
+NumPy (same operations in the same precision) and runs on CuPy unchanged.
 """
 
 from __future__ import annotations
@@ -16,43 +20,53 @@ from typing import Any
 
 import numpy as np
 
+from kmtr_stream.kspace.coil_compression import apply_compression, compression_matrix
 from kmtr_stream.kspace.xp import get_array_module
 
 
-def kspace_scale(kspace: Any, mask: Any, center_line: int) -> float:
-    """Normalisation scale of ``(coils, ky, kx)`` k-space with ``(ky,)`` bool mask.
+def calibration_slice(n_ky: int, n_calib: int, center: int | None = None) -> slice:
+    """ky range of the centred calibration region (``center`` defaults to ``n_ky // 2``)."""
+    c = n_ky // 2 if center is None else center
+    start = c - max(n_calib, 1) // 2
+    return slice(start, start + max(n_calib, 1))
 
-    Returns:
-        RMS magnitude of line ``center_line`` if acquired, else of all acquired
-        lines; 1.0 when nothing was acquired or everything is zero.
-    """
+
+def calibration_scale(kspace: Any, region: slice) -> float:
+    """RMS magnitude of coil 0 of ``(coils, ky, kx)`` k-space over ky ``region``; 1.0 if zero."""
     xp = get_array_module(kspace)
-    mask_h = np.asarray(mask.get() if hasattr(mask, "get") else mask, dtype=bool)
-    if 0 <= center_line < mask_h.shape[0] and mask_h[center_line]:
-        sel = kspace[:, center_line, :]
-    elif mask_h.any():
-        sel = kspace[:, xp.asarray(np.flatnonzero(mask_h)), :]
-    else:
-        return 1.0
-    rms = float(xp.sqrt(xp.mean(xp.abs(sel).astype(xp.float64) ** 2)))
-    return rms if rms > 0.0 and np.isfinite(rms) else 1.0
+    cal = kspace[0, region, :]
+    scale = float(xp.sqrt(xp.mean(xp.abs(cal) ** 2)))
+    return scale if scale > 0.0 and np.isfinite(scale) else 1.0
 
 
-def normalise_kspace(kspace: Any, mask: Any, center_line: int, out: Any = None) -> Any:
-    """``kspace / kspace_scale(kspace, mask, center_line)`` as complex64.
+def normalise_kspace(kspace: Any, region: slice, out: Any = None) -> Any:
+    """``kspace / calibration_scale(kspace, region)``.
 
     Args:
-        kspace: ``(coils, ky, kx)`` complex k-space (NumPy or CuPy).
-        mask: ``(ky,)`` bool, True where a line was acquired.
-        center_line: ky index of the k-space centre (header ``kspace_encoding_step_1.center``).
-        out: optional complex64 array of the same shape to write into (may be ``kspace``).
+        kspace: ``(coils, ky, kx)`` complex64 k-space (NumPy or CuPy).
+        region: ky range of the calibration region (``calibration_slice``).
+        out: optional array of the same shape to write into (may be ``kspace``).
 
     Returns:
         ``(coils, ky, kx)`` complex64 normalised k-space.
     """
     xp = get_array_module(kspace)
-    inv = np.float32(1.0 / kspace_scale(kspace, mask, center_line))
+    scale = np.float32(calibration_scale(kspace, region))
     if out is None:
-        return (kspace * inv).astype(xp.complex64)
-    xp.multiply(kspace, inv, out=out)
+        return kspace / scale
+    xp.divide(kspace, scale, out=out)
     return out
+
+
+def compress_and_normalise(kspace: Any, n_virtual: int, region: slice) -> tuple[Any, Any, float]:
+    """Compress ``(coils, ky, kx)`` k-space with its calibration region's SVD, then normalise.
+
+    Returns:
+        ``(n_virtual, ky, kx)`` complex64 normalised k-space, the ``(n_virtual, coils)``
+        compression matrix and the scale divided out.
+    """
+    xp = get_array_module(kspace)
+    matrix = compression_matrix(kspace[:, region, :], n_virtual, xp)
+    virtual = apply_compression(matrix, kspace).astype(xp.complex64)
+    scale = calibration_scale(virtual, region)
+    return virtual / np.float32(scale), matrix, scale

@@ -3,10 +3,11 @@
 A readout sampled with oversampling factor ``n_in / n_out`` covers a field of
 view ``n_in / n_out`` times the reconstructed one along x. Removing it is a
 1-D operation on each readout: centred inverse FFT along kx, keep the central
-``n_out`` samples of the 1-D profile, centred FFT back. With NumPy's default
-FFT normalisation (``ifft`` divides by ``n_in``, ``fft`` does not scale) the
-retained k-space samples keep their scale: for an object that lies inside the
-reconstructed field of view the result equals decimating kx by the factor.
+``n_out`` samples of the 1-D profile, centred FFT back. Both transforms are
+orthonormal, as Gadgetron's (``hoNDFFT``) and the simulator's are, so white
+noise keeps its per-sample variance (prewhitened noise stays white with unit
+variance) and, for an object inside the reconstructed field of view, the
+result equals decimating kx by the factor times ``sqrt(n_in / n_out)``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ def remove_readout_oversampling(data: Any, n_out: int) -> Any:
     if n_out == n_in:
         return data
     start = crop_start(n_in, n_out)
-    profile = xp.fft.fftshift(xp.fft.ifft(xp.fft.ifftshift(data, axes=-1), axis=-1), axes=-1)
+    shifted = xp.fft.ifftshift(data, axes=-1)
+    profile = xp.fft.fftshift(xp.fft.ifft(shifted, axis=-1, norm="ortho"), axes=-1)
     cropped = profile[..., start : start + n_out]
-    out = xp.fft.fftshift(xp.fft.fft(xp.fft.ifftshift(cropped, axes=-1), axis=-1), axes=-1)
+    back = xp.fft.fft(xp.fft.ifftshift(cropped, axes=-1), axis=-1, norm="ortho")
+    out = xp.fft.fftshift(back, axes=-1)
     return out.astype(data.dtype)
 
 

@@ -132,6 +132,20 @@ class CoverageState:
         return contiguous and has_center and below_done and above_done
 
 
+def calibration_region(policy: TriggerPolicy, state: CoverageState) -> slice:
+    """ky range of a buffer's calibration region (for compression and normalisation).
+
+    The configured width around the centre when given; else the block of
+    calibration-flagged lines seen; else the centre line alone.
+    """
+    if policy.calibration_lines > 0:
+        start = policy.center_line - policy.calibration_lines // 2
+        return slice(start, start + policy.calibration_lines)
+    if state.calib_count > 0:
+        return slice(state.calib_lo, state.calib_hi + 1)
+    return slice(policy.center_line, policy.center_line + 1)
+
+
 @dataclass(frozen=True)
 class Emission:
     """One decided emission: why, and whether it closes the buffer."""

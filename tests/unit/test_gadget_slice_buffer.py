@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import ismrmrd
 import numpy as np
 import pytest
 
 from gadgets.slice_buffer import SliceBufferGadget
-from kmtr_stream.kspace.normalisation import normalise_kspace
+from kmtr_stream.kspace.normalisation import (
+    calibration_slice,
+    compress_and_normalise,
+    normalise_kspace,
+)
 from kmtr_stream.messages import ErrorReport, SliceKSpace
 from tests.unit.kspace_streams import (
     acquisition,
@@ -63,11 +68,35 @@ def test_reproduces_undersampled_kspace_exactly(coils: int, n_ky: int, kx: int) 
 def test_normalisation_matches_shared_function() -> None:
     rng = np.random.default_rng(0)
     truth = _kspace(rng, (4, 24, 15)) * 37.0
-    mask, calib = _mask(24, 4, 4)
+    mask, calib = _mask(24, 4, 4)  # calibration-flagged block 10..13
     ctx = context(header_xml(15, 15, 24))
     (m,) = run([make(SliceBufferGadget, ctx)], undersampled_lines(truth, mask, calib))
-    ref = normalise_kspace(truth * mask[None, :, None], mask, 12)
+    ref = normalise_kspace(truth * mask[None, :, None], slice(10, 14))
     np.testing.assert_allclose(m.kspace, ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_virtual_coils_match_training_data(progressive: bool) -> None:
+    rng = np.random.default_rng(7)
+    n_ky, n_calib = 40, 8
+    truth = _kspace(rng, (6, n_ky, 21))
+    mask, calib = _mask(n_ky, 3, n_calib)
+    ctx = context(header_xml(21, 21, n_ky))
+    params: dict[str, Any] = (
+        {"trigger": "progressive", "coverage_fraction": 0.4} if progressive else {}
+    )
+    g = make(SliceBufferGadget, ctx, virtual_coils=4, calibration_lines=n_calib, **params)
+    out = run([g], undersampled_lines(truth, mask, calib))
+    assert out[-1].final and out[-1].kspace.shape == (4, n_ky, 21)
+    # Training data: simulator.kspace.virtual_coil_buffer (same maths, shared here).
+    region = calibration_slice(n_ky, n_calib)
+    ref, _, _ = compress_and_normalise(truth * mask[None, :, None], 4, region)
+    np.testing.assert_allclose(out[-1].kspace, ref, rtol=1e-5, atol=1e-6)
+    if progressive:
+        assert len(out) >= 2 and not out[0].final
+        early = out[0].mask
+        ref0, _, _ = compress_and_normalise(truth * early[None, :, None], 4, region)
+        np.testing.assert_allclose(out[0].kspace, ref0, rtol=1e-5, atol=1e-6)
 
 
 def test_coverage_fires_exactly_at_target_and_once() -> None:

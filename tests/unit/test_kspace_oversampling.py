@@ -18,12 +18,12 @@ def _centred_dft(n: int) -> np.ndarray:
 
 
 def _reference(data: np.ndarray, n_out: int) -> np.ndarray:
-    """Explicit centred DFT matrices: inverse transform, centre crop, forward transform."""
+    """Explicit orthonormal centred DFT matrices: inverse, centre crop, forward."""
     n_in = data.shape[-1]
     f_in, f_out = _centred_dft(n_in), _centred_dft(n_out)
-    profile = data.astype(np.complex128) @ (f_in.conj() / n_in)  # rows: x, i.e. F^H/n applied
+    profile = data.astype(np.complex128) @ (f_in.conj() / np.sqrt(n_in))
     start = n_in // 2 - n_out // 2
-    return profile[..., start : start + n_out] @ f_out.T
+    return profile[..., start : start + n_out] @ (f_out.T / np.sqrt(n_out))
 
 
 @pytest.mark.parametrize(
@@ -54,9 +54,28 @@ def test_object_inside_fov_equals_kx_decimation(n_out: int) -> None:
     x_out = np.arange(n_out) - n_out // 2
     k_out = np.arange(n_out) - n_out // 2
     expected = obj[:, start : start + n_out] @ np.exp(-2j * np.pi * np.outer(x_out, k_out) / n_out)
-    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=2e-4)
+    gain = np.sqrt(n_in / n_out)  # orthonormal: the object energy lands in fewer samples
+    np.testing.assert_allclose(out, gain * expected, rtol=1e-4, atol=2e-4)
     if n_in == 2 * n_out and n_out % 2 == 0:
-        np.testing.assert_allclose(out, kspace[:, ::2], rtol=1e-4, atol=2e-4)
+        np.testing.assert_allclose(out, gain * kspace[:, ::2], rtol=1e-4, atol=2e-4)
+
+
+def test_white_noise_keeps_unit_variance() -> None:
+    rng = np.random.default_rng(5)
+    noise = (
+        rng.standard_normal((3, 4000, 256)) + 1j * rng.standard_normal((3, 4000, 256))
+    ) / np.sqrt(2)
+    out = remove_readout_oversampling(noise.astype(np.complex64), 128)
+    assert float(np.mean(np.abs(out) ** 2)) == pytest.approx(1.0, rel=0.01)
+
+
+def test_matches_simulator_crop() -> None:
+    sim = pytest.importorskip("simulator.kspace")
+    rng = np.random.default_rng(6)
+    data = rng.standard_normal((4, 96)).astype(np.complex64)
+    np.testing.assert_allclose(
+        remove_readout_oversampling(data, 48), sim.remove_readout_oversampling(data, 2), atol=1e-5
+    )
 
 
 def test_batched_trailing_axis() -> None:
