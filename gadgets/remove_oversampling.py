@@ -1,7 +1,8 @@
 """Readout-oversampling removal gadget: crop the readout FOV from encoded to recon size.
 
 Each readout's ``(coils, kx)`` data go through a 1-D centred inverse FFT along
-kx, a centre crop and a forward FFT (``kmtr_stream.kspace.oversampling``);
+kx, a centre crop and a forward FFT (``kmtr_stream.kspace.oversampling``),
+applied as the equivalent exact ``(kx_in, kx_out)`` matrix;
 ``number_of_samples`` and ``center_sample`` are adjusted. No image is formed.
 Noise readouts and readouts already at recon size pass unchanged.
 """
@@ -23,7 +24,7 @@ from kmtr_stream.kspace.geometry import encoding_geometry
 from kmtr_stream.kspace.oversampling import (
     center_sample_after,
     crop_start,
-    remove_readout_oversampling,
+    readout_crop_operator,
 )
 
 
@@ -42,6 +43,7 @@ class RemoveOversamplingGadget(Gadget):
         self.xp = array_module(context.backend)
         self.encoded_x = 0
         self.recon_x = 0
+        self._op: Any = None
         if context.header is not None:
             self.on_header(context.header)
 
@@ -64,7 +66,9 @@ class RemoveOversamplingGadget(Gadget):
                 f"recon {self.recon_x}",
             )
         n_out = self.recon_x
-        data = remove_readout_oversampling(self.xp.asarray(acq.data), n_out)
+        if self._op is None or self._op.shape != (n_in, n_out):
+            self._op = readout_crop_operator(n_in, n_out, self.xp)
+        data = self.xp.asarray(acq.data) @ self._op
         head = acq.getHead()
         head.number_of_samples = n_out
         head.center_sample = center_sample_after(int(head.center_sample), n_in, n_out)

@@ -12,7 +12,10 @@ result equals decimating kx by the factor times ``sqrt(n_in / n_out)``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+import numpy as np
 
 from kmtr_stream.kspace.xp import get_array_module
 
@@ -54,3 +57,18 @@ def center_sample_after(center_sample: int, n_in: int, n_out: int) -> int:
     halves it for factor-2 oversampling).
     """
     return round(center_sample * n_out / n_in)
+
+
+@functools.lru_cache(maxsize=16)
+def _operator_host(n_in: int, n_out: int) -> np.ndarray:
+    eye = np.eye(n_in, dtype=np.complex128)
+    return np.ascontiguousarray(remove_readout_oversampling(eye, n_out).astype(np.complex64))
+
+
+def readout_crop_operator(n_in: int, n_out: int, xp: Any = np) -> Any:
+    """The crop as one ``(n_in, n_out)`` complex64 matrix: ``data @ op`` equals the FFT path.
+
+    The operation is linear, so its matrix is exact; one small matrix product per
+    readout is cheaper than the shift/FFT/crop/FFT sequence (one kernel on a GPU).
+    """
+    return xp.asarray(_operator_host(n_in, n_out))

@@ -8,6 +8,7 @@ import pytest
 from kmtr_stream.kspace.oversampling import (
     center_sample_after,
     crop_start,
+    readout_crop_operator,
     remove_readout_oversampling,
 )
 
@@ -91,3 +92,12 @@ def test_center_sample_and_bounds() -> None:
     assert center_sample_after(101, 202, 101) == 50 or center_sample_after(101, 202, 101) == 51
     with pytest.raises(ValueError, match="cannot crop"):
         crop_start(10, 11)
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(256, 128), (75, 37)])
+def test_operator_equals_fft_path(n_in: int, n_out: int) -> None:
+    rng = np.random.default_rng(n_in)
+    data = rng.standard_normal((5, 2 * n_in)).view(np.complex128).astype(np.complex64)
+    op = readout_crop_operator(n_in, n_out)
+    assert op.shape == (n_in, n_out) and op.dtype == np.complex64
+    np.testing.assert_allclose(data @ op, _reference(data, n_out), rtol=1e-4, atol=1e-4)
