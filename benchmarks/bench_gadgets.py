@@ -33,7 +33,8 @@ COILS, NX_OS, NX, NKY = 8, 256, 128, 128
 
 def header_xml(n_slices: int) -> str:
     def lim(name: str, n: int, c: int = 0) -> str:
-        return f"<{name}><minimum>0</minimum><maximum>{n - 1}</maximum><center>{c}</center></{name}>"
+        body = f"<minimum>0</minimum><maximum>{n - 1}</maximum><center>{c}</center>"
+        return f"<{name}>{body}</{name}>"
 
     return (
         '<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">'
@@ -98,7 +99,8 @@ def bench(backend: str, n_slices: int, repeats: int) -> None:
     rng = np.random.default_rng(0)
     header = ismrmrd.xsd.CreateFromDocument(header_xml(n_slices))
     logging.getLogger("kmtr_stream.bench").setLevel(logging.ERROR)
-    ctx = ChainContext(backend=backend, header=header, logger=logging.getLogger("kmtr_stream.bench"))
+    log = logging.getLogger("kmtr_stream.bench")
+    ctx = ChainContext(backend=backend, header=header, logger=log)
     raw = readouts(rng, n_slices, NX_OS)
     rows: dict[str, list[float]] = {}
     latency: dict[str, list[float]] = {}
@@ -121,8 +123,8 @@ def bench(backend: str, n_slices: int, repeats: int) -> None:
             ("slice_buffer last_in_slice, 4 coils", {}, virt),
             ("slice_buffer last_in_slice, 8 coils -> 4 per buffer",
              {"virtual_coils": 4, "calibration_lines": 16}, cropped),
-            ("slice_buffer coverage 0.5, 8 coils", {"trigger": "coverage", "coverage_fraction": 0.5},
-             cropped),
+            ("slice_buffer coverage 0.5, 8 coils",
+             {"trigger": "coverage", "coverage_fraction": 0.5}, cropped),
         ):
             sb = SliceBufferGadget("sb", SliceBufferGadget.Params(**params), ctx)
             sb.on_header(header)
@@ -140,11 +142,11 @@ def bench(backend: str, n_slices: int, repeats: int) -> None:
     print(f"{'per-readout cost (median us)':<58}{'median':>9}{'p90':>9}{'n':>7}")
     for name, v in rows.items():
         p90 = float(np.percentile(v, 90))
-        print(f"  {name:<56}{statistics.median(v):>9.1f}{p90:>9.1f}{len(v):>7}")
+        print(f"  {name:<56.56}{statistics.median(v):>9.1f}{p90:>9.1f}{len(v):>7}")
     print(f"{'trigger latency: last readout in -> SliceKSpace out (us)':<58}")
     for name, v in latency.items():
         p90 = float(np.percentile(v, 90))
-        print(f"  {name:<56}{statistics.median(v):>9.1f}{p90:>9.1f}{len(v):>7}")
+        print(f"  {name:<56.56}{statistics.median(v):>9.1f}{p90:>9.1f}{len(v):>7}")
 
 
 def main() -> None:
