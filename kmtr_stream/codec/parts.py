@@ -92,6 +92,10 @@ PART_COUNT: dict[int, int] = {
 }
 
 _U64 = struct.Struct("<Q")
+# Plain ints for hot-path comparisons (IntEnum member lookups cost a descriptor call each).
+_ACQ = int(MessageId.ACQUISITION)
+_C64 = np.dtype(np.complex64)
+_F32 = np.dtype(np.float32)
 
 
 def check_size(nbytes: int, what: str) -> int:
@@ -148,8 +152,10 @@ def _text(part: Buffer, what: str) -> str:
         raise ProtocolError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
 
 
-def _raw(arr: np.ndarray) -> memoryview:
-    """Flat byte view of a C-contiguous array (no copy)."""
+def _raw(arr: Any) -> memoryview:
+    """Flat byte view of an array: no copy when it is C-contiguous and non-empty."""
+    if arr.flags.c_contiguous and arr.size:
+        return memoryview(arr).cast("B")
     flat: Any = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
     return memoryview(flat)
 
@@ -204,10 +210,10 @@ def _acquisition_parts(acq: ismrmrd.Acquisition) -> list[Buffer]:
             f"acquisition arrays data{data.shape}/traj{traj.shape} disagree with its header "
             f"(channels={nc}, samples={ns}, trajectory_dimensions={nd})"
         )
-    if data.dtype != np.complex64:
-        data = data.astype(np.complex64)
-    if traj.dtype != np.float32:
-        traj = traj.astype(np.float32)
+    if data.dtype != _C64:
+        data = data.astype(_C64)
+    if traj.dtype != _F32:
+        traj = traj.astype(_F32)
     return [bytes(head), _raw(traj), _raw(data)]
 
 
@@ -241,6 +247,12 @@ def decode_parts(msg_id: int, parts: Sequence[Buffer]) -> WireMessage:
         ProtocolError: unknown id, wrong part count, or a part whose length
             disagrees with what the message's header declares.
     """
+    if msg_id == _ACQ and len(parts) == 3:  # the hot path: one readout
+        return _decode_acquisition(parts)
+    return _decode_other(msg_id, parts)
+
+
+def _decode_other(msg_id: int, parts: Sequence[Buffer]) -> WireMessage:
     mid = known_id(msg_id)
     if len(parts) != PART_COUNT[mid]:
         raise ProtocolError(
@@ -248,7 +260,7 @@ def decode_parts(msg_id: int, parts: Sequence[Buffer]) -> WireMessage:
         )
     for part in parts:
         check_size(len(part), f"{mid.name} part")
-    if mid == MessageId.ACQUISITION:
+    if mid == _ACQ:
         return _decode_acquisition(parts)
     if mid == MessageId.RESULT:
         return decode_result(parts[0])
@@ -271,14 +283,17 @@ def decode_parts(msg_id: int, parts: Sequence[Buffer]) -> WireMessage:
 
 
 def _decode_acquisition(parts: Sequence[Buffer]) -> ismrmrd.Acquisition:
-    _expect_len(parts[0], ACQ_HEADER_BYTES, "acquisition header")
-    head = ismrmrd.AcquisitionHeader.from_buffer_copy(parts[0])
-    traj_bytes, data_bytes = acquisition_sizes(head)
-    _expect_len(parts[1], traj_bytes, "acquisition trajectory (samples x dims x 4)")
-    _expect_len(parts[2], data_bytes, "acquisition data (samples x channels x 8)")
+    h, t, d = parts
+    _expect_len(h, ACQ_HEADER_BYTES, "acquisition header")
+    head = ismrmrd.AcquisitionHeader.from_buffer_copy(h)
     ns, nc, nd = head.number_of_samples, head.active_channels, head.trajectory_dimensions
-    traj = np.frombuffer(parts[1], dtype=np.float32).reshape(ns, nd)
-    data = np.frombuffer(parts[2], dtype=np.complex64).reshape(nc, ns)
+    # uint16 fields: at most 65535 x 65535 x 8 bytes, so compare before any cap check.
+    if len(t) != ns * nd * 4:
+        _expect_len(t, ns * nd * 4, "acquisition trajectory (samples x dims x 4)")
+    if len(d) != ns * nc * 8:
+        _expect_len(d, ns * nc * 8, "acquisition data (samples x channels x 8)")
+    traj = np.frombuffer(t, dtype=_F32).reshape(ns, nd)
+    data = np.frombuffer(d, dtype=_C64).reshape(nc, ns)
     return ismrmrd.Acquisition(head, data, traj)
 
 

@@ -20,7 +20,9 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from kmtr_stream.codec.parts import Buffer, decode_parts, encode_parts, known_id
+import zmq
+
+from kmtr_stream.codec.parts import PART_COUNT, Buffer, decode_parts, encode_parts, known_id
 from kmtr_stream.errors import ProtocolError
 from kmtr_stream.messages import WireMessage
 
@@ -30,25 +32,21 @@ _FIXED = struct.Struct("<4sHHH")
 #: More payload frames than any message type has; bounds the header size.
 MAX_PARTS = 16
 _LENGTHS = [struct.Struct(f"<{n}Q") for n in range(MAX_PARTS + 1)]
+_HEADERS = [struct.Struct(f"<4sHHH{n}Q") for n in range(MAX_PARTS + 1)]
+# zmq.Frame (recv_multipart(copy=False)) exposes its memory as .buffer.
+_Frame = zmq.Frame
 
 
 def frame_header(msg_id: int, lengths: Sequence[int]) -> bytes:
     """Frame 0 for a message with the given payload frame lengths."""
-    return _FIXED.pack(MAGIC, ZMQ_FRAMING_VERSION, msg_id, len(lengths)) + _LENGTHS[
-        len(lengths)
-    ].pack(*lengths)
+    n = len(lengths)
+    return _HEADERS[n].pack(MAGIC, ZMQ_FRAMING_VERSION, msg_id, n, *lengths)
 
 
 def encode_frames(msg: WireMessage) -> list[Buffer]:
     """Frames of one message: frame 0 header, then the payload parts (zero-copy views)."""
     msg_id, parts = encode_parts(msg)
     return [frame_header(msg_id, [len(p) for p in parts]), *parts]
-
-
-def _buffer(frame: Any) -> Buffer:
-    # zmq.Frame (recv_multipart(copy=False)) exposes its memory as .buffer.
-    buf: Buffer = getattr(frame, "buffer", frame)
-    return buf
 
 
 def parse_frame_header(frame0: Buffer) -> tuple[int, tuple[int, ...]]:
@@ -86,9 +84,10 @@ def decode_frames(frames: Sequence[Any]) -> WireMessage:
     """
     if not frames:
         raise ProtocolError("empty multipart message")
-    msg_id, lengths = parse_frame_header(_buffer(frames[0]))
-    known_id(msg_id)
-    payload = [_buffer(f) for f in frames[1:]]
+    payload = [f.buffer if type(f) is _Frame else f for f in frames]
+    msg_id, lengths = parse_frame_header(payload.pop(0))
+    if msg_id not in PART_COUNT:
+        known_id(msg_id)  # raises "unknown message id N"
     if len(payload) != len(lengths):
         raise ProtocolError(
             f"frame 0 declares {len(lengths)} payload frames, {len(payload)} arrived"
