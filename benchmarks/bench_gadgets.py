@@ -24,7 +24,7 @@ from gadgets.coil_compression import CoilCompressionGadget
 from gadgets.noise_prewhitening import NoisePrewhiteningGadget
 from gadgets.remove_oversampling import RemoveOversamplingGadget
 from gadgets.slice_buffer import SliceBufferGadget
-from kmtr_stream.backend import cupy_available
+from kmtr_stream.backend import cupy_available, synchronize
 from kmtr_stream.chain.gadget import ChainContext, Gadget
 from kmtr_stream.messages import SliceKSpace
 
@@ -88,13 +88,6 @@ def per_call_us(g: Gadget, msgs: list[Any]) -> tuple[list[float], list[Any]]:
     return times, outs
 
 
-def sync(backend: str) -> None:
-    if backend == "cupy":
-        import cupy
-
-        cupy.cuda.Device().synchronize()
-
-
 def bench(backend: str, n_slices: int, repeats: int) -> None:
     rng = np.random.default_rng(0)
     header = ismrmrd.xsd.CreateFromDocument(header_xml(n_slices))
@@ -121,9 +114,9 @@ def bench(backend: str, n_slices: int, repeats: int) -> None:
         rows.setdefault("coil_compression (8->4)", []).extend(t[NKY:])
         for label, params, lines in (
             ("slice_buffer last_in_slice, 4 coils", {}, virt),
-            ("slice_buffer last_in_slice, 8 coils -> 4 per buffer",
+            ("slice_buffer last_in_slice, 8c, virtual_coils=4",
              {"virtual_coils": 4, "calibration_lines": 16}, cropped),
-            ("slice_buffer coverage 0.5, 8 coils",
+            ("slice_buffer coverage=0.5, 8 coils",
              {"trigger": "coverage", "coverage_fraction": 0.5}, cropped),
         ):
             sb = SliceBufferGadget("sb", SliceBufferGadget.Params(**params), ctx)
@@ -131,7 +124,7 @@ def bench(backend: str, n_slices: int, repeats: int) -> None:
             for m in lines:
                 t0 = time.perf_counter_ns()
                 got = list(sb.process(m))
-                sync(backend)
+                synchronize(backend)
                 t1 = time.perf_counter_ns()
                 if any(isinstance(x, SliceKSpace) for x in got):
                     latency.setdefault(label, []).append((t1 - t0) / 1e3)

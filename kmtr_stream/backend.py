@@ -67,3 +67,11 @@ def to_torch(array: Any) -> Any:
     if isinstance(array, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(array))
     return torch.from_dlpack(array)
+
+
+def synchronize(name: str) -> None:
+    """Wait for queued device work of backend ``name`` (no-op for NumPy), e.g. before timing."""
+    if name == "cupy":
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
