@@ -8,6 +8,7 @@ import sys
 
 # sub-command -> module defining ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("kmtr_stream.cli_demo", "end-to-end demo on the shipped default model"),
     "serve": ("kmtr_stream.cli_serve", "serve chains over ZeroMQ and MRD/TCP"),
     "send": ("kmtr_stream.cli_send", "stream an ISMRMRD HDF5 dataset to a server, save replies"),
 }
