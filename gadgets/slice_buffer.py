@@ -89,6 +89,11 @@ class SliceBufferGadget(Gadget):
         normalise: bool = param(
             True, doc="apply the training data's intensity normalisation on emission",
         )
+        slice_spacing_mm: float = param(
+            0.0, min=0.0, max=1000.0,
+            doc="dz of voxel_size_mm; 0 = header user parameter slice_spacing_mm, else the "
+            "slice thickness",
+        )
         virtual_coils: int = param(
             0, min=0, max=128,
             doc="compress each emitted buffer to this many virtual coils with the SVD of its "
@@ -117,7 +122,7 @@ class SliceBufferGadget(Gadget):
             self.on_header(context.header)
 
     def on_header(self, header: Any) -> None:
-        geo = encoding_geometry(header)
+        geo = encoding_geometry(header, float(self.params.slice_spacing_mm))
         self.geo = geo
         self.policy = TriggerPolicy(
             mode=self.params.trigger,

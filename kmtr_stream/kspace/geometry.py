@@ -35,7 +35,9 @@ class EncodingGeometry:
         n_slices: slices in the measurement.
         n_phases: cardiac phases in the measurement.
         n_repetitions: repetitions in the measurement.
-        voxel_size_mm: ``(dx, dy, dz)`` of the recon grid (dz: slice thickness).
+        voxel_size_mm: ``(dx, dy, dz)`` of the recon grid; dz is the slice spacing
+            (user parameter ``slice_spacing_mm``, as volumes are computed) or, where the
+            header has none, the slice thickness (recon FOV z).
         expect_calibration: the header declares a parallel-imaging calibration region.
         receiver_noise_bandwidth: relative receiver noise bandwidth (0.793 when absent).
     """
@@ -52,8 +54,25 @@ class EncodingGeometry:
     receiver_noise_bandwidth: float
 
 
-def encoding_geometry(header: Any) -> EncodingGeometry:
+#: Name of the ``userParameterDouble`` that carries the slice spacing in mm.
+SLICE_SPACING_PARAM = "slice_spacing_mm"
+
+
+def user_parameter_double(header: Any, name: str) -> float | None:
+    """Value of the header's ``userParameterDouble`` called ``name``, or None."""
+    up = getattr(header, "userParameters", None)
+    for p in getattr(up, "userParameterDouble", None) or []:
+        if getattr(p, "name", None) == name:
+            return float(p.value)
+    return None
+
+
+def encoding_geometry(header: Any, slice_spacing_mm: float = 0.0) -> EncodingGeometry:
     """Read ``EncodingGeometry`` from a parsed header.
+
+    Args:
+        header: parsed ``ismrmrdHeader``.
+        slice_spacing_mm: dz to use when > 0, overriding the header.
 
     Raises:
         ValueError: the header has no encoding section.
@@ -67,10 +86,13 @@ def encoding_geometry(header: Any) -> EncodingGeometry:
     center = int(e1.center) if e1 is not None and e1.center is not None else n_ky // 2
     rs = enc.reconSpace
     fov, mat = rs.fieldOfView_mm, rs.matrixSize
+    dz = slice_spacing_mm if slice_spacing_mm > 0 else user_parameter_double(
+        header, SLICE_SPACING_PARAM
+    )
     voxel = (
         float(fov.x) / max(int(mat.x), 1),
         float(fov.y) / max(int(mat.y), 1),
-        float(fov.z) / max(int(mat.z or 1), 1),
+        float(dz) if dz else float(fov.z) / max(int(mat.z or 1), 1),
     )
     pi = getattr(enc, "parallelImaging", None)
     mode = getattr(pi, "calibrationMode", None) if pi is not None else None

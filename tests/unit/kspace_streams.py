@@ -24,6 +24,7 @@ def header_xml(
     calibration_mode: str | None = None,
     rnbw: float | None = None,
     fov_mm: tuple[float, float, float] = (320.0, 320.0, 8.0),
+    slice_spacing_mm: float | None = None,
 ) -> str:
     """An ISMRMRD XML header for a 2-D Cartesian multi-slice, multi-phase stream."""
     c = n_ky // 2 if center is None else center
@@ -42,6 +43,12 @@ def header_xml(
             f"{rnbw}</relativeReceiverNoiseBandwidth></acquisitionSystemInformation>"
         )
     fx = fov_mm[0] * encoded_x / recon_x
+    user = ""
+    if slice_spacing_mm is not None:
+        user = (
+            "<userParameters><userParameterDouble><name>slice_spacing_mm</name>"
+            f"<value>{slice_spacing_mm}</value></userParameterDouble></userParameters>"
+        )
 
     def lim(name: str, n: int, centre: int = 0) -> str:
         body = f"<minimum>0</minimum><maximum>{n - 1}</maximum><center>{centre}</center>"
@@ -58,7 +65,7 @@ def header_xml(
         f"<z>{fov_mm[2]}</z></fieldOfView_mm></reconSpace><encodingLimits>"
         f"{lim('kspace_encoding_step_1', n_ky, c)}{lim('slice', n_slices)}"
         f"{lim('phase', n_phases)}{lim('repetition', n_reps)}</encodingLimits>"
-        f"<trajectory>cartesian</trajectory>{pi}</encoding></ismrmrdHeader>"
+        f"<trajectory>cartesian</trajectory>{pi}</encoding>{user}</ismrmrdHeader>"
     )
 
 

@@ -202,3 +202,16 @@ def test_last_in_measurement_flag() -> None:
     )
     (m,) = list(g.process(a))
     assert m.last_in_measurement and m.final
+
+
+def test_voxel_dz_is_slice_spacing() -> None:
+    acq = acquisition(np.ones((2, 5)), ky=1, flags=[ismrmrd.ACQ_LAST_IN_SLICE])
+    fov = (320.0, 300.0, 8.0)
+    ctx = context(header_xml(5, 5, 4, fov_mm=fov, slice_spacing_mm=10.0))
+    (m,) = list(make(SliceBufferGadget, ctx).process(acq))
+    assert m.voxel_size_mm == pytest.approx((64.0, 75.0, 10.0))
+    (m,) = list(make(SliceBufferGadget, ctx, slice_spacing_mm=12.5).process(acq))
+    assert m.voxel_size_mm[2] == 12.5
+    ctx = context(header_xml(5, 5, 4, fov_mm=fov))  # no spacing: the slice thickness
+    (m,) = list(make(SliceBufferGadget, ctx).process(acq))
+    assert m.voxel_size_mm[2] == 8.0
