@@ -1,0 +1,147 @@
+"""ISMRMRD acquisitions of one simulated scan, in streaming order.
+
+Streaming order (what a reader sees):
+
+1. ``n_noise_readouts`` noise-only readouts flagged ``ACQ_IS_NOISE_MEASUREMENT``
+   (receivers on, no excitation), all counters 0;
+2. for each slice (base to apex), for each cardiac phase (0 = end-diastole):
+   the sampled ky lines of that (slice, phase) in the chosen ordering. The first
+   line of each buffer carries ``FIRST_IN_SLICE | FIRST_IN_PHASE |
+   FIRST_IN_ENCODE_STEP1``, the last ``LAST_IN_SLICE | LAST_IN_PHASE |
+   LAST_IN_ENCODE_STEP1``; lines of the calibration region are flagged
+   ``IS_PARALLEL_CALIBRATION_AND_IMAGING`` when they belong to the imaging
+   pattern too (equispaced: ``ky % accel == offset``; variable density: always)
+   and ``IS_PARALLEL_CALIBRATION`` otherwise;
+3. the very last line also carries ``ACQ_LAST_IN_MEASUREMENT``.
+
+Time stamps are milliseconds: ``acquisition_time_stamp`` counts one TR per
+readout from the start of the scan, ``physiology_time_stamp[0]`` is the time
+after the R wave of the line's cardiac phase (retrospective cine binning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import ismrmrd
+import numpy as np
+
+from simulator.config import SimConfig
+
+F = ismrmrd  # flag constants live on the package
+
+
+def flag_bit(flag: int) -> int:
+    """Bit mask of ISMRMRD flag number ``flag`` (flags are 1-based)."""
+    return 1 << (flag - 1)
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """What is acquired and in which order.
+
+    Attributes:
+        mask: ``(ky,)`` bool sampling mask (same for every slice and phase).
+        order: ``(lines,)`` ky indices in acquisition order.
+        calib: ``(ky,)`` bool calibration region.
+        imaging: ``(ky,)`` bool lines that belong to the imaging pattern.
+    """
+
+    mask: np.ndarray
+    order: np.ndarray
+    calib: np.ndarray
+    imaging: np.ndarray
+
+
+def measurement_uid(subject_id: int, seed: int) -> int:
+    """Stable 32-bit measurement id of one subject's scan."""
+    return (int(seed) * 1_000_003 + int(subject_id)) & 0xFFFFFFFF
+
+
+def _header(cfg: SimConfig, uid: int, counter: int, n_channels: int) -> ismrmrd.AcquisitionHeader:
+    h = ismrmrd.AcquisitionHeader()
+    h.version = 1
+    h.measurement_uid = uid
+    h.scan_counter = counter
+    h.acquisition_time_stamp = round(counter * cfg.tr_ms)
+    h.number_of_samples = cfg.nx_os
+    h.available_channels = n_channels
+    h.active_channels = n_channels
+    h.center_sample = cfg.nx_os // 2
+    h.discard_pre = 0
+    h.discard_post = 0
+    h.sample_time_us = cfg.dwell_time_us
+    h.read_dir[:] = (1.0, 0.0, 0.0)
+    h.phase_dir[:] = (0.0, 1.0, 0.0)
+    h.slice_dir[:] = (0.0, 0.0, 1.0)
+    return h
+
+
+def noise_acquisitions(
+    noise: np.ndarray, cfg: SimConfig, uid: int
+) -> Iterator[ismrmrd.Acquisition]:
+    """Noise-calibration readouts.
+
+    Args:
+        noise: ``(readouts, coils, kx_os)`` complex64 noise samples.
+        cfg: configuration (dwell time, TR).
+        uid: measurement uid.
+    """
+    for i in range(noise.shape[0]):
+        h = _header(cfg, uid, i, noise.shape[1])
+        h.flags = flag_bit(F.ACQ_IS_NOISE_MEASUREMENT)
+        yield ismrmrd.Acquisition(head=h, data=np.ascontiguousarray(noise[i], dtype=np.complex64))
+
+
+def imaging_acquisitions(
+    kspace: np.ndarray, plan: ScanPlan, cfg: SimConfig, uid: int, first_counter: int
+) -> Iterator[ismrmrd.Acquisition]:
+    """Sampled lines of every (slice, phase), in streaming order.
+
+    Args:
+        kspace: ``(phases, slices, coils, ky, kx_os)`` complex64 k-space (noise included).
+        plan: mask and line order.
+        cfg: configuration.
+        uid: measurement uid.
+        first_counter: scan counter of the first line (after the noise readouts).
+    """
+    n_p, n_s, n_c = kspace.shape[:3]
+    z = cfg.slice_positions_mm()
+    counter = first_counter
+    n_lines = plan.order.size
+    first = (
+        flag_bit(F.ACQ_FIRST_IN_SLICE)
+        | flag_bit(F.ACQ_FIRST_IN_PHASE)
+        | flag_bit(F.ACQ_FIRST_IN_ENCODE_STEP1)
+    )
+    last = (
+        flag_bit(F.ACQ_LAST_IN_SLICE)
+        | flag_bit(F.ACQ_LAST_IN_PHASE)
+        | flag_bit(F.ACQ_LAST_IN_ENCODE_STEP1)
+    )
+    for s in range(n_s):
+        for p in range(n_p):
+            for j, ky in enumerate(plan.order):
+                h = _header(cfg, uid, counter, n_c)
+                flags = 0
+                if j == 0:
+                    flags |= first
+                if j == n_lines - 1:
+                    flags |= last
+                    if s == n_s - 1 and p == n_p - 1:
+                        flags |= flag_bit(F.ACQ_LAST_IN_MEASUREMENT)
+                if plan.calib[ky]:
+                    flags |= flag_bit(
+                        F.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING
+                        if plan.imaging[ky]
+                        else F.ACQ_IS_PARALLEL_CALIBRATION
+                    )
+                h.flags = flags
+                h.idx.kspace_encode_step_1 = int(ky)
+                h.idx.slice = s
+                h.idx.phase = p
+                h.physiology_time_stamp[0] = round(p * cfg.rr_interval_ms / cfg.n_phases)
+                h.position[:] = (0.0, 0.0, float(z[s]))
+                yield ismrmrd.Acquisition(head=h, data=np.ascontiguousarray(kspace[p, s, :, ky, :]))
+                counter += 1
