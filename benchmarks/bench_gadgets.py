@@ -6,12 +6,17 @@ does. Prints medians in microseconds for each backend available here
 (NumPy always; CuPy when a CUDA device is present).
 
     .venv/bin/python benchmarks/bench_gadgets.py [--slices 8] [--repeats 3]
+
+On a shared CPU, multi-threaded BLAS spins against other processes (the
+per-buffer SVD then takes ~100 ms instead of ~2 ms): compare with
+``OPENBLAS_NUM_THREADS=1`` set; the header line names the setting used.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import time
 from typing import Any
@@ -130,7 +135,9 @@ def bench(backend: str, n_slices: int, repeats: int) -> None:
                     latency.setdefault(label, []).append((t1 - t0) / 1e3)
                 else:
                     rows.setdefault(label + " (insert)", []).append((t1 - t0) / 1e3)
-    print(f"backend: {backend}   readouts: {COILS} coils x {NX_OS} samples -> {NX}, "
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+    print(f"backend: {backend} (OPENBLAS_NUM_THREADS={threads})")
+    print(f"readouts: {COILS} coils x {NX_OS} samples -> {NX}, "
           f"{NKY} ky lines, {n_slices} slices x {repeats} repeats")
     print(f"{'per-readout cost (median us)':<58}{'median':>9}{'p90':>9}{'n':>7}")
     for name, v in rows.items():
