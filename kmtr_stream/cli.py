@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("kmtr_stream.cli_demo", "end-to-end demo on the shipped default model"),
     "serve": ("kmtr_stream.cli_serve", "serve chains over ZeroMQ and MRD/TCP"),
     "send": ("kmtr_stream.cli_send", "stream an ISMRMRD HDF5 dataset to a server, save replies"),
+    "simulate": ("kmtr_stream.cli_simulate", "simulate scans: ISMRMRD datasets or a live stream"),
 }
 
 

@@ -92,6 +92,13 @@ def build_header(
             H1resonanceFrequency_Hz=round(GAMMA_HZ_PER_T * cfg.field_strength_t),
         ),
         encoding=[encoding],
+        # Slice spacing (dz of the volume computation) has no standard element.
+        userParameters=x.userParametersType(
+            userParameterDouble=[
+                x.userParameterDoubleType(name="slice_spacing_mm", value=cfg.slice_spacing_mm),
+                x.userParameterDoubleType(name="rr_interval_ms", value=cfg.rr_interval_ms),
+            ]
+        ),
         sequenceParameters=x.sequenceParametersType(
             TR=[cfg.tr_ms],
             TE=[cfg.te_ms],
