@@ -125,3 +125,33 @@ def test_same_subject_same_bytes(tmp_path: Path) -> None:
         assert ta[key].tobytes() == tb[key].tobytes(), key
     c = write_subject(9, 2, SMALL, tmp_path / "c")
     assert _digest(*_read_all(a)) != _digest(*_read_all(c))
+
+
+def test_cli_writes_subjects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kmtr_stream.cli import main
+
+    rc = main(
+        [
+            "simulate",
+            "--out",
+            str(tmp_path),
+            "--subjects",
+            "2",
+            "--first-id",
+            "5",
+            "--phases",
+            "2",
+            "--coils",
+            "2",
+            "--accel",
+            "8",
+            "--diagnosis",
+            "HCM",
+        ]
+    )
+    assert rc == 0
+    meta = json.loads((tmp_path / "subject_0000006_truth.json").read_text())
+    assert meta["diagnosis"] == "HCM" and meta["scan"]["config"]["accel"] == 8
+    assert (tmp_path / "subject_0000005.h5").exists()
+    assert "wrote 2 subjects" in capsys.readouterr().out
+    assert main(["simulate"]) == 2
