@@ -274,44 +274,17 @@ def static_tissue(
         # Liver dome rises into the lower slices on the subject's right (image left).
         liver_s = float(np.clip((z - p.liver_start_mm) / 40.0, 0.0, 1.0))
         lung_s = 1.0 - 0.5 * liver_s
-        _paint(
-            img,
-            x_mm,
-            y_mm,
-            -0.58 * bx,
-            cy - 6.0,
-            0.38 * bx * lung_s,
-            0.75 * by,
-            val["lung"],
-            thorax,
-        )
-        _paint(
-            img, x_mm, y_mm, 0.6 * bx, cy - 2.0, 0.36 * bx, 0.74 * by * lung_s, val["lung"], thorax
-        )
-        _paint(
-            img,
-            x_mm,
-            y_mm,
-            -0.42 * bx,
-            cy + 0.2 * by,
-            0.5 * bx * liver_s,
-            0.6 * by * liver_s,
-            val["liver"],
-            thorax,
-        )
-        # Mediastinum around the heart keeps the lungs off it.
         hx, hy = float(g.cx[k]), float(g.cy[k])
-        _paint(
-            img,
-            x_mm,
-            y_mm,
-            hx - 0.5 * heart_r,
-            hy - 2.0,
-            1.65 * heart_r,
-            1.3 * heart_r + 4.0,
-            val["soft"],
-            thorax,
+        # (centre x, centre y, semi-axis x, semi-axis y, value), painted in order, inside the
+        # thorax: lungs, the liver dome, then the mediastinum that keeps the lungs off the heart.
+        organs = (
+            (-0.55 * bx, cy - 6.0, 0.42 * bx * lung_s, 0.78 * by, val["lung"]),
+            (0.55 * bx, cy - 2.0, 0.42 * bx, 0.76 * by * lung_s, val["lung"]),
+            (-0.42 * bx, cy + 0.2 * by, 0.5 * bx * liver_s, 0.6 * by * liver_s, val["liver"]),
+            (hx - 0.55 * heart_r, hy - 2.0, 1.3 * heart_r, 1.15 * heart_r + 4.0, val["soft"]),
         )
+        for ox, oy, oax, oay, v in organs:
+            _paint(img, x_mm, y_mm, ox, oy, oax, oay, v, thorax)
         _paint(img, x_mm, y_mm, -5.0, cy - by + f + m + 4.0, 12.0, 5.0, val["bone"])  # sternum
         _paint(img, x_mm, y_mm, 0.0, spine_y, 15.0, 13.0, val["bone"])  # vertebra
         _paint(img, x_mm, y_mm, 0.0, spine_y + 19.0, 5.5, 5.5, val["csf"])  # spinal canal
