@@ -69,7 +69,7 @@ def training_item(
     # oversampling from the oversampled acquisition (orthonormal crop).
     k, _ = coil_kspace(subject, cfg, setup, idx, oversampled=False)  # (P, S, C, ky, kx)
     w = prewhitening_matrix(setup.noise_cov)
-    kw = np.einsum("dc,psc...->psd...", w, k).astype(np.complex64)
+    kw = np.matmul(w, k.reshape(*k.shape[:3], -1)).reshape(k.shape)
     kw += complex_normal(kw.shape, scanner_rng(subject_id, seed, 2))
     n_p, n_s = kw.shape[:2]
     out = np.empty((n_p, n_s, n_virtual_coils, cfg.ny, cfg.nx), dtype=np.complex64)

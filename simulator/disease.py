@@ -49,7 +49,7 @@ def draw_targets(diagnosis: int, rng: np.random.Generator) -> DiseaseTargets:
         wall = u(6.0, 8.0)
     elif diagnosis == HCM:
         lv = (u(55.0, 85.0), u(63.0, 78.0))
-        wall, hyp = u(11.5, 14.0), u(7.0, 13.0)
+        wall, hyp = u(12.0, 14.5), u(8.0, 13.0)
         hyp_angle = float(np.pi + u(-0.5, 0.5))
     elif diagnosis == MINF:
         lv = (u(80.0, 115.0), u(20.0, 34.0))

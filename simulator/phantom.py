@@ -188,7 +188,12 @@ def _heart_box(
 def heart_extent_mm(p: SubjectParams) -> float:
     """Radius around the LV centre that contains the whole heart (any phase, any slice)."""
     epi = p.lv_radius_mm + p.wall_mm + p.hypertrophy_mm
-    return epi + 2.0 * max(p.rv_semi_u_mm, p.rv_semi_v_mm) + RV_WALL_MM + 6.0
+    # RV ellipse: its centre's distance from the LV centre plus its longer semi-axis
+    # (base slice, end-diastole: the largest it gets; see heart_masks).
+    base_epi = p.lv_radius_mm + p.wall_mm
+    centre = float(np.hypot(0.1 * base_epi - p.rv_semi_u_mm, 0.25 * base_epi))
+    rv = centre + max(p.rv_semi_u_mm, p.rv_semi_v_mm) + RV_WALL_MM
+    return max(epi, rv) + 4.0
 
 
 def render_labels(
@@ -314,6 +319,38 @@ def _box_mean(a: np.ndarray, ss: int) -> np.ndarray:
     return a.reshape(*lead, h // ss, ss, w // ss, ss).mean(axis=(-3, -1))
 
 
+def _tight_heart_box(p: SubjectParams, cfg: SimConfig, nx: int) -> tuple[int, int, int, int]:
+    """Pixel box ``(x0, x1, y0, y1)`` holding the heart of every phase on an ``nx``-wide grid.
+
+    End-diastole bounds every phase (contraction only moves walls inwards), so
+    the box is the ED heart at pixel centres, RV wall included, plus two pixels.
+    """
+    g = slice_geometry(p, cfg)
+    ext = heart_extent_mm(p)
+    x0, x1 = _heart_box(p, cfg, nx, cfg.dx_mm, g.cx, ext)
+    y0, y1 = _heart_box(p, cfg, cfg.ny, cfg.dy_mm, g.cy, ext)
+    if x1 <= x0 or y1 <= y0:
+        return 0, 0, 0, 0
+    m = heart_masks(
+        p,
+        cfg,
+        [0],
+        pixel_coords_mm(nx, cfg.dx_mm)[x0:x1],
+        pixel_coords_mm(cfg.ny, cfg.dy_mm)[y0:y1],
+    )
+    heart = (m.lv_cavity | m.lv_myo | m.rv_cavity | m.rv_wall).any(axis=(0, 1))
+    rows, cols = np.flatnonzero(heart.any(axis=1)), np.flatnonzero(heart.any(axis=0))
+    if rows.size == 0:
+        return 0, 0, 0, 0
+    pad = 2
+    return (
+        max(x0 + int(cols[0]) - pad, 0),
+        min(x0 + int(cols[-1]) + 1 + pad, nx),
+        max(y0 + int(rows[0]) - pad, 0),
+        min(y0 + int(rows[-1]) + 1 + pad, cfg.ny),
+    )
+
+
 def render_image(
     p: SubjectParams, cfg: SimConfig, phases: Sequence[int], oversampled: bool = False
 ) -> np.ndarray:
@@ -338,10 +375,7 @@ def render_image(
     mag = np.broadcast_to(
         _box_mean(static, ss), (len(phases), *static.shape[:1], cfg.ny, nx)
     ).copy()
-    g = slice_geometry(p, cfg)
-    ext = heart_extent_mm(p)
-    x0, x1 = _heart_box(p, cfg, nx, cfg.dx_mm, g.cx, ext)
-    y0, y1 = _heart_box(p, cfg, cfg.ny, cfg.dy_mm, g.cy, ext)
+    x0, x1, y0, y1 = _tight_heart_box(p, cfg, nx)
     if x1 > x0 and y1 > y0:
         m = heart_masks(p, cfg, phases, xs[x0 * ss : x1 * ss], ys[y0 * ss : y1 * ss])
         val = dict(zip(_TISSUES, p.intensity_scale, strict=True))
