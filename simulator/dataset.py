@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -188,7 +189,7 @@ class CohortDataset(Dataset[dict[str, torch.Tensor]]):
         stacked = {k: np.stack([it[k] for it in items]) for k in _KEYS}
         path = self.shard_path(shard)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # one per writer process
         np.savez(tmp, **stacked)  # type: ignore[arg-type]
         tmp.replace(path)  # atomic: concurrent readers never see half a shard
 

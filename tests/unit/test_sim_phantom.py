@@ -94,3 +94,42 @@ def test_contraction_curve() -> None:
     assert np.all(np.diff(c[:4]) > 0) and np.all(np.diff(c[3:]) < 0)
     with pytest.raises(ValueError):
         contraction_curve(10, 0)
+
+
+def _ray_lengths_mm(
+    mask: np.ndarray, centre: tuple[float, float], step_mm: float = 0.25, n_angles: int = 72
+) -> np.ndarray:
+    """``(angles,)`` length of ``mask`` (y, x) along rays from ``centre`` (pixels), in mm."""
+    t = np.linspace(0.0, 2.0 * np.pi, n_angles, endpoint=False)
+    r = np.arange(0.0, 100.0, step_mm) / 3.125  # in pixels
+    ys = np.rint(centre[0] + r[None, :] * np.sin(t)[:, None]).astype(int)
+    xs = np.rint(centre[1] + r[None, :] * np.cos(t)[:, None]).astype(int)
+    inside = (ys >= 0) & (ys < mask.shape[0]) & (xs >= 0) & (xs < mask.shape[1])
+    hit = np.zeros(ys.shape, dtype=bool)
+    hit[inside] = mask[ys[inside], xs[inside]]
+    return np.asarray(hit.sum(axis=1) * step_mm)
+
+
+def test_hcm_wall_thickness_from_labels() -> None:
+    """Some ED segment > 15 mm thick in HCM (none in NOR), measured on the label maps."""
+    for sid in range(3):
+        s = make_subject(2000 + sid, 0, SMALL, diagnosis=CLASSES.index("HCM"))
+        lab = s.labels[0, 1]  # ED, basal slice
+        cy, cx = np.argwhere(lab == Label.LV_CAVITY).mean(axis=0)
+        assert _ray_lengths_mm(lab == Label.LV_MYOCARDIUM, (cy, cx)).max() > 15.0
+        nor = make_subject(2100 + sid, 0, SMALL, diagnosis=CLASSES.index("NOR")).labels[0, 1]
+        cy, cx = np.argwhere(nor == Label.LV_CAVITY).mean(axis=0)
+        assert _ray_lengths_mm(nor == Label.LV_MYOCARDIUM, (cy, cx)).max() < 15.0
+
+
+def test_minf_regional_akinesia_from_labels() -> None:
+    """MINF: some rays keep their ED cavity length at ES while remote rays shorten."""
+    for sid in range(3):
+        s = make_subject(3000 + sid, 0, SMALL, diagnosis=CLASSES.index("MINF"))
+        mid = SMALL.n_slices // 2
+        ed, es = s.labels[0, mid], s.labels[s.es_phase, mid]
+        cy, cx = np.argwhere(ed == Label.LV_CAVITY).mean(axis=0)
+        ratio = _ray_lengths_mm(es == Label.LV_CAVITY, (cy, cx)) / _ray_lengths_mm(
+            ed == Label.LV_CAVITY, (cy, cx)
+        )
+        assert ratio.max() > 0.9 and np.median(ratio) < ratio.max() - 0.1
