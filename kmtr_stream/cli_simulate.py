@@ -92,15 +92,17 @@ def _stream(args: argparse.Namespace, cfg: SimConfig, diagnosis: int | None) -> 
         scan, cfg, args.stream, pace=not args.no_pace, chain=args.chain, timeout_s=args.timeout_s
     )
     print(f"sent {report.sent} messages in {report.send_s:.2f} s; {len(report.replies)} replies")
+    others: dict[str, int] = {}
     for msg, t in zip(report.replies, report.arrival_s, strict=True):
         if isinstance(msg, Result):
-            print(
-                f"+{t * 1000:.0f} ms result {msg.kind}: {json.dumps(msg.body, default=str)[:300]}"
-            )
+            body = json.dumps(msg.body, default=str)
+            print(f"+{t * 1000:.0f} ms result {msg.kind}: {body[:300]}")
         elif isinstance(msg, ErrorReport):
             print(f"+{t * 1000:.0f} ms error {msg.code}: {msg.message}")
         else:
-            print(f"+{t * 1000:.0f} ms {type(msg).__name__}")
+            others[type(msg).__name__] = others.get(type(msg).__name__, 0) + 1
+    if others:
+        print("other replies: " + ", ".join(f"{n} {k}" for k, n in sorted(others.items())))
     if args.out:
         save_replies(report, args.out, scan.xml(cfg))
         print(f"saved replies in {args.out}")
