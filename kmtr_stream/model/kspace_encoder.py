@@ -98,17 +98,24 @@ class KSpaceFrontend(nn.Module):
             return self._aggregate(tokens.float(), ky_index, mask)
 
     def _aggregate(
-        self, tokens: torch.Tensor, ky_index: torch.Tensor, mask: torch.Tensor
+        self, tokens: torch.Tensor, ky_index: torch.Tensor | None, mask: torch.Tensor
     ) -> torch.Tensor:
+        """``ky_index`` None means token ``l`` sits at ky = l for every l (the batch path)."""
         mask_f = mask.to(tokens.dtype)
-        keep = torch.gather(mask_f, 1, ky_index)  # (b, l)
-        wy = self.wy[:, :, ky_index]  # (h, ny, b, l, 2)
-        wr, wi = wy[..., 0], wy[..., 1]
         tr, ti = tokens[..., 0, :], tokens[..., 1, :]  # (b, l, h, c, nx)
+        if ky_index is None:
+            keep = mask_f
+            wr, wi = self.wy[..., 0].float(), self.wy[..., 1].float()  # (h, ny, l)
+            eq = "hyl,blhcx->bhcyx"
+        else:
+            keep = torch.gather(mask_f, 1, ky_index)  # (b, l)
+            wy = self.wy[:, :, ky_index].float()  # (h, ny, b, l, 2)
+            wr, wi = wy[..., 0], wy[..., 1]
+            eq = "hybl,blhcx->bhcyx"
         tr = tr * keep[:, :, None, None, None]
         ti = ti * keep[:, :, None, None, None]
-        fr = torch.einsum("hybl,blhcx->bhcyx", wr, tr) - torch.einsum("hybl,blhcx->bhcyx", wi, ti)
-        fi = torch.einsum("hybl,blhcx->bhcyx", wr, ti) + torch.einsum("hybl,blhcx->bhcyx", wi, tr)
+        fr = torch.einsum(eq, wr, tr) - torch.einsum(eq, wi, ti)
+        fi = torch.einsum(eq, wr, ti) + torch.einsum(eq, wi, tr)
         mod = torch.sqrt(fr * fr + fi * fi + 1e-8)
         feat = torch.stack((fr, fi, mod), dim=3)  # (b, h, c, 3, y, x)
         b = feat.shape[0]
@@ -129,5 +136,6 @@ class KSpaceFrontend(nn.Module):
         """
         lines = kspace.permute(0, 2, 1, 3)  # (b, ky, coils, kx)
         tokens = self.encode_lines(lines)
-        ky_index = torch.arange(kspace.shape[2], device=kspace.device).expand(kspace.shape[0], -1)
-        return self.aggregate(tokens, ky_index, mask)
+        with torch.autocast(device_type=kspace.device.type, enabled=False):
+            # every ky position present: the mixing weights need no gather
+            return self._aggregate(tokens.float(), None, mask)

@@ -80,6 +80,8 @@ class KMTRModel(SliceModel):
         )
         self.subject_head = SubjectHead(cfg)
         self.image_branch = ImageModel(cfg) if with_image_branch else None
+        # Training-only probe of the dense alignment loss (frontend features -> image).
+        self.probe = nn.Conv2d(self.frontend.out_channels, 1, 1) if with_image_branch else None
 
     def forward(
         self, kspace: torch.Tensor, mask: torch.Tensor
@@ -94,6 +96,16 @@ class KMTRModel(SliceModel):
             ``(n, classes, ny, nx)`` segmentation logits and ``(n, latent_dim)`` latents.
         """
         return self.trunk(self.frontend(kspace, mask))
+
+    def forward_with_probe(
+        self, kspace: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training path: as ``forward`` plus the probe's ``(n, ny, nx)`` image estimate."""
+        if self.probe is None:
+            raise RuntimeError("model built without the training-only image branch and probe")
+        feat = self.frontend(kspace, mask)
+        seg, lat = self.trunk(feat)
+        return seg, lat, self.probe(feat)[:, 0]
 
     def encode_lines(self, lines: torch.Tensor) -> torch.Tensor:
         """Streaming stage 1: ``(..., coils, kx)`` complex lines -> line tokens."""

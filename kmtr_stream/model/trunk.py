@@ -12,10 +12,10 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1),
         nn.GroupNorm(groups, cout),
-        nn.GELU(),
+        nn.ReLU(inplace=True),
         nn.Conv2d(cout, cout, 3, padding=1),
         nn.GroupNorm(groups, cout),
-        nn.GELU(),
+        nn.ReLU(inplace=True),
     )
 
 

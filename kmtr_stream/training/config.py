@@ -59,7 +59,10 @@ class TrainSettings:
         mask_kinds: "equispaced" and/or "variable_density".
         orderings: acquisition orderings used for partial (prefix) masks.
         partial_prob: probability that a slice sees only a random prefix of its acquisition.
-        w_seg, w_phen, w_dx, w_align: loss weights.
+        w_seg, w_phen, w_dx, w_align: loss weights (w_align: InfoNCE latent alignment;
+            0 drops the image branch).
+        w_dense_align: weight of the dense alignment loss (training-only 1x1 probe of
+            the k-space feature map regressed onto the fully sampled image).
         align_temperature: InfoNCE temperature.
         log_every: steps between metrics-log lines.
         val_every: steps between validation passes.
@@ -89,6 +92,7 @@ class TrainSettings:
     w_phen: float = 1.0
     w_dx: float = 0.5
     w_align: float = 0.2
+    w_dense_align: float = 1.0
     align_temperature: float = 0.1
     log_every: int = 10
     val_every: int = 0

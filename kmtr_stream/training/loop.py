@@ -231,14 +231,16 @@ class Trainer:
         return stem
 
     def _calibrate(self, net: SliceModel, image_input: str) -> tuple[float, dict[str, Any]]:
-        logits, targets = [], []
-        for accel in (2, 4, 8, 12):
+        logits, targets, v4 = [], [], {}
+        # fully sampled input does not depend on the mask: one pass suffices
+        for accel in (4,) if image_input == "full" else (2, 4, 8, 12):
             v = self.validate(accel=accel, net=net, image_input=image_input)
             logits.append(v["logits"])
             targets.append(v["targets"])
+            if accel == 4:
+                v4 = {k: x for k, x in v.items() if k not in ("logits", "targets")}
         temperature = fit_temperature(np.concatenate(logits), np.concatenate(targets))
-        v4 = self.validate(accel=4, net=net, image_input=image_input)
-        return temperature, {k: x for k, x in v4.items() if k not in ("logits", "targets")}
+        return temperature, v4
 
     def export(self, train_seconds: float) -> Path:
         """Fit the temperature on the val split (accelerations 2..12) and write the weights."""

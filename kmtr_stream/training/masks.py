@@ -19,7 +19,7 @@ def sample_mask(
 ) -> np.ndarray:
     """One random training mask.
 
-    The acceleration is drawn log-uniformly in ``[accel_min, accel_max]``; with
+    The acceleration is drawn log-uniformly in ``[accel_min, accel_max]`` and rounded; with
     probability ``partial_prob`` only a random prefix (at least one line) of the
     acquisition order is kept, as a progressive trigger would see it.
 
@@ -38,10 +38,11 @@ def sample_mask(
     """
     from simulator import sampling
 
-    accel = float(np.exp(rng.uniform(np.log(accel_min), np.log(accel_max))))
+    # The simulator's masks take integer accelerations in 2..12.
+    accel = int(np.clip(round(np.exp(rng.uniform(np.log(accel_min), np.log(accel_max)))), 2, 12))
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "equispaced":
-        mask = sampling.equispaced_mask(n_ky, max(1, round(accel)), n_calib, rng)
+        mask = sampling.equispaced_mask(n_ky, accel, n_calib, rng)
     elif kind == "variable_density":
         mask = sampling.variable_density_mask(n_ky, accel, n_calib, rng)
     else:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from kmtr_stream.model.networks import ImageModel, KMTRModel, SliceModel
+from kmtr_stream.model.networks import ImageModel, KMTRModel, SliceModel, normalise_image
 from kmtr_stream.model.recon import zero_filled_rss
 from kmtr_stream.training.config import TrainSettings
 from kmtr_stream.training.losses import diagnosis_loss, info_nce, phenotype_loss, segmentation_loss
@@ -81,10 +82,17 @@ class TrainStep(nn.Module):
         k = kspace.reshape(b * p * s, *kspace.shape[-3:])
         m = mask.reshape(b * p * s, -1)
         img = image.reshape(b * p * s, *image.shape[-2:])
-        seg, lat = slice_inputs(self.model, k, m, img, self.settings.image_input)
+        branch = self.model.image_branch if isinstance(self.model, KMTRModel) else None
+        probe: torch.Tensor | None = None
+        if isinstance(self.model, KMTRModel) and isinstance(branch, ImageModel):
+            seg, lat, probe = self.model.forward_with_probe(k, m)
+        else:
+            seg, lat = slice_inputs(self.model, k, m, img, self.settings.image_input)
         out = self._tasks(self.model, seg, lat, (b, p, s), labels, phen, dx, "")
         loss = out["total"]
-        branch = self.model.image_branch if isinstance(self.model, KMTRModel) else None
+        if probe is not None:
+            out["dense_align"] = F.mse_loss(probe.float(), normalise_image(img))
+            loss = loss + self.settings.w_dense_align * out["dense_align"]
         if isinstance(branch, ImageModel):
             iseg, ilat = branch(img)
             out.update(self._tasks(branch, iseg, ilat, (b, p, s), labels, phen, dx, "img_"))

@@ -1,0 +1,115 @@
+"""k-MTR model: shapes, any mask, streaming split == batch path, no FFT on the k-space path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kmtr_stream.model import ImageModel, KMTRModel, ModelConfig
+from kmtr_stream.model.recon import zero_filled_rss
+
+CFG = ModelConfig(n_coils=3, n_ky=16, n_kx=12, ny=16, nx=12, channels=(4, 8), latent_dim=16)
+
+
+def _kspace(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, CFG.n_coils, CFG.n_ky, CFG.n_kx)
+    return torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
+
+
+@pytest.fixture(scope="module")
+def model() -> KMTRModel:
+    torch.manual_seed(0)
+    return KMTRModel(CFG, with_image_branch=False).eval()
+
+
+def test_shapes(model: KMTRModel) -> None:
+    mask = torch.rand(4, CFG.n_ky) < 0.5
+    seg, lat = model(_kspace(4), mask)
+    assert seg.shape == (4, 4, CFG.ny, CFG.nx)
+    assert lat.shape == (4, CFG.latent_dim)
+    ph, lg = model.subject(lat.reshape(1, 2, 2, -1), seg)
+    assert ph.shape == (1, 9) and lg.shape == (1, 5)
+
+
+@pytest.mark.parametrize("kind", ["single", "all", "random", "edge"])
+def test_any_mask_runs(model: KMTRModel, kind: str) -> None:
+    mask = torch.zeros(2, CFG.n_ky, dtype=torch.bool)
+    if kind == "single":
+        mask[:, CFG.n_ky // 2] = True
+    elif kind == "all":
+        mask[:] = True
+    elif kind == "edge":
+        mask[:, 0] = True
+    else:
+        mask = torch.rand(2, CFG.n_ky) < 0.3
+        mask[:, 0] = True
+    with torch.no_grad():
+        seg, lat = model(_kspace(2), mask)
+    assert torch.isfinite(seg).all() and torch.isfinite(lat).all()
+
+
+def test_unacquired_lines_are_ignored(model: KMTRModel) -> None:
+    k = _kspace(1)
+    mask = torch.zeros(1, CFG.n_ky, dtype=torch.bool)
+    mask[0, ::3] = True
+    k2 = k.clone()
+    k2[:, :, ~mask[0]] = 1e3  # garbage where nothing was acquired
+    with torch.no_grad():
+        a, b = model(k, mask), model(k2, mask)
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_streaming_split_matches_batch_path(model: KMTRModel, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask_np = rng.random(CFG.n_ky) < 0.4
+    mask_np[rng.integers(CFG.n_ky)] = True
+    k = _kspace(1, seed)
+    mask = torch.from_numpy(mask_np)[None]
+    with torch.no_grad():
+        seg_b, lat_b = model(k, mask)
+        order = rng.permutation(np.flatnonzero(mask_np))  # lines arrive in any order
+        tokens = torch.stack([model.encode_line(k[0, :, int(i), :]) for i in order])
+        seg_s, lat_s = model.aggregate(tokens[None], torch.from_numpy(order)[None], mask)
+    torch.testing.assert_close(seg_s, seg_b, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(lat_s, lat_b, atol=1e-4, rtol=1e-4)
+
+
+def test_kspace_path_uses_no_fourier_transform(
+    model: KMTRModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("FFT called on the k-space path")
+
+    for name in ("fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "fftshift", "ifftshift"):
+        monkeypatch.setattr(torch.fft, name, forbidden)
+    with torch.no_grad():
+        model(_kspace(1), torch.ones(1, CFG.n_ky, dtype=torch.bool))
+
+
+def test_image_model_and_zero_filled_recon() -> None:
+    torch.manual_seed(0)
+    net = ImageModel(CFG).eval()
+    k = _kspace(2)
+    mask = torch.zeros(2, CFG.n_ky, dtype=torch.bool)
+    mask[:, ::2] = True
+    img = zero_filled_rss(k, mask)
+    assert img.shape == (2, CFG.ny, CFG.nx) and (img >= 0).all()
+    with torch.no_grad():
+        seg, lat = net(img)
+    assert seg.shape == (2, 4, CFG.ny, CFG.nx) and lat.shape == (2, CFG.latent_dim)
+
+
+def test_zero_filled_rss_matches_numpy_reference() -> None:
+    k = _kspace(1, 5)
+    mask = torch.ones(1, CFG.n_ky, dtype=torch.bool)
+    mask[0, 1::2] = False
+    kn = k.numpy()[0] * mask.numpy()[0][None, :, None]
+    ref = np.fft.fftshift(
+        np.fft.ifft2(np.fft.ifftshift(kn, axes=(-2, -1)), norm="ortho"), axes=(-2, -1)
+    )
+    ref = np.sqrt((np.abs(ref) ** 2).sum(0)) / 0.5
+    np.testing.assert_allclose(zero_filled_rss(k, mask)[0].numpy(), ref, rtol=1e-4, atol=1e-5)
