@@ -13,6 +13,8 @@ _MODULES: list[str] = [
     "coil_compression",
     "slice_buffer",
     "subject_aggregation",
+    "kmtr_inference",
+    "recon_inference",
 ]
 
 for _name in _MODULES:
