@@ -12,8 +12,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("kmtr_stream.cli_serve", "serve chains over ZeroMQ and MRD/TCP"),
     "send": ("kmtr_stream.cli_send", "stream an ISMRMRD HDF5 dataset to a server, save replies"),
     "simulate": ("kmtr_stream.cli_simulate", "simulate scans: ISMRMRD datasets or a live stream"),
-    "train": ("kmtr_stream.cli_train", "train k-MTR or a baseline from a TOML config (torchrun-aware)"),
-    "evaluate": ("kmtr_stream.cli_evaluate", "evaluate k-MTR and baselines per task and acceleration"),
+    "train": ("kmtr_stream.cli_train", "train k-MTR or a baseline from a TOML config"),
+    "evaluate": ("kmtr_stream.cli_evaluate", "evaluate k-MTR and baselines per acceleration"),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Union
+from typing import Any
 
 import ismrmrd
 import numpy as np
@@ -101,18 +101,18 @@ class Result:
     body: dict[str, Any]
 
 
-WireMessage = Union[
-    ConfigFile,
-    ConfigText,
-    XmlHeader,
-    Close,
-    Text,
-    ErrorReport,
-    Result,
-    ismrmrd.Acquisition,
-    ismrmrd.Image,
-    ismrmrd.Waveform,
-]
+WireMessage = (
+    ConfigFile
+    | ConfigText
+    | XmlHeader
+    | Close
+    | Text
+    | ErrorReport
+    | Result
+    | ismrmrd.Acquisition
+    | ismrmrd.Image
+    | ismrmrd.Waveform
+)
 
 
 @dataclass
@@ -190,4 +190,4 @@ class SliceResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-Message = Union[WireMessage, SliceKSpace, SliceResult]
+Message = WireMessage | SliceKSpace | SliceResult

@@ -11,7 +11,9 @@ import numpy as np
 from kmtr_stream.conventions import MYOCARDIAL_DENSITY_G_PER_ML, PHENOTYPES, Label
 
 
-def structure_volumes_ml(labels: np.ndarray, voxel_size_mm: tuple[float, float, float]) -> dict[str, np.ndarray]:
+def structure_volumes_ml(
+    labels: np.ndarray, voxel_size_mm: tuple[float, float, float]
+) -> dict[str, np.ndarray]:
     """Volume of each structure per phase.
 
     Args:
@@ -26,7 +28,9 @@ def structure_volumes_ml(labels: np.ndarray, voxel_size_mm: tuple[float, float, 
     voxel_ml = float(np.prod(voxel_size_mm)) / 1000.0
     counts = {
         name: (labels == int(lab)).sum(axis=(1, 2, 3)).astype(np.float64)
-        for name, lab in (("LV", Label.LV_CAVITY), ("RV", Label.RV_CAVITY), ("MYO", Label.LV_MYOCARDIUM))
+        for name, lab in (
+            ("LV", Label.LV_CAVITY), ("RV", Label.RV_CAVITY), ("MYO", Label.LV_MYOCARDIUM)
+        )
     }
     return {name: c * voxel_ml for name, c in counts.items()}
 
