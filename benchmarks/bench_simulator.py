@@ -63,15 +63,19 @@ def job_write(sid: int) -> int:
     return sum(f.stat().st_size for f in OUT.glob(f"{stem}*")) if path.exists() else 0
 
 
-def per_subject_s(job: Callable[[int], int], ids: list[int]) -> float:
-    """Median seconds per subject in this process (first call warms up)."""
+def per_subject_s(job: Callable[[int], int], ids: list[int]) -> tuple[float, float]:
+    """Median wall and CPU seconds per subject in this process (first call warms up).
+
+    CPU time is the steadier figure on a machine shared with other work.
+    """
     job(10_000_000 + ids[0])
-    times = []
+    wall, cpu = [], []
     for sid in ids:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         job(sid)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def two_process_rate(job: Callable[[int], int], ids: list[int]) -> float:
@@ -115,12 +119,13 @@ def main() -> None:
             ("training item all phases", job_all), ("full scan in memory", job_scan),
             ("full scan written (HDF5+sidecars)", job_write)]
     rates: dict[str, float] = {}
-    print(f"{'mode':36s} {'s/subject (1 proc)':>19s} {'subjects/s (2 procs)':>21s}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    print(f"{'mode':36s} {'wall s/subj':>11s} {'CPU s/subj':>11s} {'subj/s 2 procs':>15s}")
     for name, job in rows:
-        one = per_subject_s(job, ids)
+        wall, cpu = per_subject_s(job, ids)
         two = two_process_rate(job, [100 + i for i in range(2 * args.n)])
         rates[name] = two
-        print(f"{name:36s} {one:19.3f} {two:21.2f}")
+        print(f"{name:36s} {wall:11.3f} {cpu:11.3f} {two:15.2f}")
     disk = statistics.median(job_write(200 + i) for i in range(3))
     item = training_item(300, 0, CFG)
     item_bytes = sum(v.nbytes for v in item.values())
@@ -129,8 +134,8 @@ def main() -> None:
     projections = (("full scan written (HDF5+sidecars)", disk), ("training item ed_es", item_bytes))
     for name, b in projections:
         hours = args.cohort / rates[name] / 3600.0
-        print(f"projected {args.cohort} subjects, {name}: {hours:.2f} h on 2 processes, "
-              f"{args.cohort * b / 1e9:.0f} GB")
+        print(f"projected {args.cohort} subjects, {name}: {hours:.2f} h on 2 processes "
+              f"(measured rate), {args.cohort * b / 1e9:.0f} GB")
     one_thread = blas_threads_item_s("1", args.n)
     default = blas_threads_item_s(None, args.n)
     print(f"ed_es item, OpenBLAS default threads: {default:.3f} s; one thread: {one_thread:.3f} s "

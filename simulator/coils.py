@@ -77,16 +77,17 @@ def coil_sensitivities(
         dx, dy, dz = xx - c[:, 0], yy - c[:, 1], zz - c[:, 2]
         a = coils.radius_mm[:, None, None, None]
         mag = a**3 / (a * a + dx * dx + dy * dy + dz * dz) ** 1.5
-        # Tangent = normal rotated by 90 degrees; the phase winds gently along it.
-        t = dx * -coils.normals[:, 1, None, None, None] + dy * coils.normals[:, 0, None, None, None]
-        phase = coils.phase_rad[:, None, None, None] + 0.8 * t / a
-        out: np.ndarray = mag * np.exp(1j * phase)
+        # Tangent = normal rotated by 90 degrees; the phase winds gently along it. The
+        # phase is linear in x and y, so its exponential factorises (cheaper than a full exp).
+        ex = np.exp(-0.8j * coils.normals[:, 1, None, None, None] * dx / a)
+        ey = np.exp(0.8j * coils.normals[:, 0, None, None, None] * dy / a)
+        out: np.ndarray = mag * (np.exp(1j * coils.phase_rad)[:, None, None, None] * ex * ey)
         return out
 
     s = field(
-        x_mm[None, None, :].astype(np.float64),
-        y_mm[None, :, None].astype(np.float64),
-        np.asarray(z_mm, dtype=np.float64)[:, None, None],
+        x_mm[None, None, :].astype(np.float32),
+        y_mm[None, :, None].astype(np.float32),
+        np.asarray(z_mm, dtype=np.float32)[:, None, None],
     )
     r = field(*(np.full((1, 1, 1), v) for v in ref_xyz_mm))
     rss = float(np.sqrt(np.sum(np.abs(r) ** 2)))

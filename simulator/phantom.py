@@ -113,27 +113,30 @@ def heart_masks(
     ca, sa = f32(np.cos(p.heart_angle_rad)), f32(np.sin(p.heart_angle_rad))
     u = dx * ca + dy * sa  # (1, S, Y, X)
     v = dy * ca - dx * sa
-    rho = np.sqrt(u * u + v * v)
-    inv = 1.0 / np.maximum(rho, f32(1e-6))
-    cos_t, sin_t = u * inv, v * inv
+    rho2 = u * u + v * v
 
     radius, wall = per_slice(g.radius), per_slice(g.wall)
-    thick = np.broadcast_to(wall, rho.shape)
-    if p.hypertrophy_mm > 0:
-        thick = thick + per_slice(g.hyp) * von_mises(
-            cos_t, sin_t, p.hypertrophy_angle_rad, p.hypertrophy_kappa
-        )
-    k = np.full_like(rho, f32(p.lv_contraction))
-    if p.infarct:
-        w_inf = von_mises(cos_t, sin_t, p.infarct_angle_rad, p.infarct_kappa)
-        thick = thick - f32(p.infarct_thinning_mm) * w_inf
-        k = k * (1.0 - w_inf)
+    # Without regional terms the wall and contraction are per-slice scalars (cheap path).
+    thick: np.ndarray = wall
+    k: np.ndarray | np.float32 = f32(p.lv_contraction)
+    if p.hypertrophy_mm > 0 or p.infarct:
+        inv = 1.0 / np.sqrt(np.maximum(rho2, f32(1e-12)))
+        cos_t, sin_t = u * inv, v * inv
+        if p.hypertrophy_mm > 0:
+            thick = thick + per_slice(g.hyp) * von_mises(
+                cos_t, sin_t, p.hypertrophy_angle_rad, p.hypertrophy_kappa
+            )
+        if p.infarct:
+            w_inf = von_mises(cos_t, sin_t, p.infarct_angle_rad, p.infarct_kappa)
+            thick = thick - f32(p.infarct_thinning_mm) * w_inf
+            k = k * (1.0 - w_inf)
     thick = np.maximum(thick, f32(2.0)) * (wall > 0)
-    r_endo = radius * (1.0 - cp * k)  # (P, S, Y, X)
-    # Incompressible myocardium: each angular sector keeps its area (wall thickening).
-    r_epi = np.sqrt(r_endo * r_endo + (radius + thick) ** 2 - radius * radius)
-    lv_cav = rho < r_endo
-    lv_epi = rho < r_epi
+    r_endo = radius * (1.0 - cp * k)  # (P, S, Y, X) or (P, S, 1, 1)
+    r_endo2 = r_endo * r_endo
+    # Incompressible myocardium: each angular sector keeps its area (wall thickening):
+    # r_epi^2 = r_endo^2 + (R + t)^2 - R^2. Squared radii avoid square roots.
+    lv_cav = rho2 < r_endo2
+    lv_epi = rho2 < r_endo2 + (radius + thick) ** 2 - radius * radius
     lv_myo = lv_epi & ~lv_cav
 
     # RV ellipse anchored just inside the septum; the free wall moves towards it.
@@ -146,7 +149,7 @@ def heart_masks(
     e_in = ((u - uc) / safe_a) ** 2 + ((v - vc) / safe_b) ** 2
     rv_cav = (e_in < 1.0) & ~lv_epi & present
     if labels_only:
-        empty = np.zeros_like(lv_cav)
+        empty = np.zeros(lv_cav.shape, dtype=bool)
         return HeartMasks(
             lv_cavity=lv_cav, lv_myo=lv_myo, rv_cavity=rv_cav, rv_wall=empty, papillary=empty
         )
@@ -154,7 +157,7 @@ def heart_masks(
     rv_wall = (e_out < 1.0) & ~rv_cav & ~lv_epi & present
 
     # Papillary muscles: image only (ACDC counts them as cavity).
-    pap = np.zeros_like(lv_cav)
+    pap = np.zeros(lv_cav.shape, dtype=bool)
     for ang in (-0.9, 1.2):
         pu, pv = 0.6 * r_endo * np.cos(ang), 0.6 * r_endo * np.sin(ang)
         pr = 0.16 * radius
