@@ -16,6 +16,12 @@ training draws masks with :mod:`simulator.sampling`.
 Sharded caching: with ``cache_dir`` set, items are stored ``shard_size`` to an
 ``.npz`` file named by a hash of every setting; missing shards are built on
 first access, or all at once with :meth:`CohortDataset.build_cache`.
+
+Speed: about 0.13 CPU-seconds per "ed_es" item at the default size. Run data
+generation with ``OPENBLAS_NUM_THREADS=1`` (set before NumPy is imported, e.g.
+in the environment of DataLoader workers): the per-buffer SVDs and products are
+tiny, and OpenBLAS' thread pool made an item 6x slower on a 2-core machine
+(``benchmarks/bench_simulator.py``).
 """
 
 from __future__ import annotations

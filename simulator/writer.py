@@ -45,7 +45,8 @@ def append_acquisitions(dset: ismrmrd.Dataset, acquisitions: list[ismrmrd.Acquis
         return 0
     records = np.empty((n,), dtype=_ACQ_DTYPE)
     for i, acq in enumerate(acquisitions):
-        records[i]["head"] = np.frombuffer(acq.getHead(), dtype=_HEAD_DTYPE)[0]
+        # Raw bytes of the ctypes header (getHead() would deep-copy it first).
+        records[i]["head"] = np.frombuffer(bytes(acq._head), dtype=_HEAD_DTYPE)[0]
         records[i]["data"] = acq.data.view(np.float32).reshape(-1)
         records[i]["traj"] = acq.traj.view(np.float32).reshape(-1)
     dset._file.require_group(dset._dataset_name)
@@ -73,7 +74,7 @@ def write_scan(scan: ScanData, cfg: SimConfig, out_dir: str | Path) -> Path:
         n_acq = append_acquisitions(dset, list(scan.acquisitions(cfg)))
     finally:
         dset.close()
-    np.savez_compressed(
+    np.savez(  # uncompressed: zlib cost more time than the few MB it saved
         out / f"{stem}_truth.npz",
         labels=scan.subject.labels,
         images=scan.images,
