@@ -133,3 +133,10 @@ def test_minf_regional_akinesia_from_labels() -> None:
             ed == Label.LV_CAVITY, (cy, cx)
         )
         assert ratio.max() > 0.9 and np.median(ratio) < ratio.max() - 0.1
+
+
+def test_class_weights_steer_the_draw() -> None:
+    only_dcm = SimConfig(**{**SMALL.__dict__, "class_weights": (0.0, 1.0, 0.0, 0.0, 0.0)})
+    assert {make_subject(i, 0, only_dcm).diagnosis for i in range(4)} == {CLASSES.index("DCM")}
+    drawn = {make_subject(i, 0, SMALL).diagnosis for i in range(30)}
+    assert len(drawn) >= 4  # balanced weights give a mix
