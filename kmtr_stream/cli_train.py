@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from kmtr_stream.model.io import WEIGHTS_DIR
-    from kmtr_stream.training import load_config, train
+    from kmtr_stream.training.config import load_config
+    from kmtr_stream.training.loop import train
 
     cfg = load_config(args.config)
     if args.max_steps is not None:

@@ -20,6 +20,8 @@ from kmtr_stream.model.networks import ImageModel, KMTRModel, SliceModel
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 #: Short names of the shipped weights.
 SHIPPED = {"default": "kmtr_default", "recon": "recon_default", "upper": "upper_default"}
+#: Parameter prefixes used only in training (image branch, dense-alignment probe).
+TRAINING_ONLY = ("image_branch.", "probe.")
 #: Version of the metadata layout.
 FORMAT_VERSION = 1
 
@@ -64,7 +66,7 @@ def export_weights(
     state = {
         k: v.detach().cpu().contiguous()
         for k, v in net.state_dict().items()
-        if not k.startswith("image_branch.")
+        if not k.startswith(TRAINING_ONLY)
     }
     stem.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(stem.with_suffix(".safetensors")), metadata={"format": "kmtr-stream"})
@@ -99,7 +101,8 @@ def read_weights(name_or_path: str, device: str | None = None) -> LoadedModel:
         net = ImageModel(cfg)
     else:
         raise KmtrError(f"{js}: unknown model kind {meta['kind']!r}")
-    net.load_state_dict(load_file(str(st)))
+    state = {k: v for k, v in load_file(str(st)).items() if not k.startswith(TRAINING_ONLY)}
+    net.load_state_dict(state)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     net.to(dev).eval()
     return LoadedModel(

@@ -1,6 +1,6 @@
-"""Training of k-MTR and its image-domain baselines on the simulated cohort."""
+"""Training of k-MTR and its image-domain baselines on the simulated cohort.
 
-from kmtr_stream.training.config import TrainConfig, load_config, parse_config
-from kmtr_stream.training.loop import Trainer, train
-
-__all__ = ["TrainConfig", "Trainer", "load_config", "parse_config", "train"]
+``training.config`` (TOML configs), ``training.loop`` (``Trainer``, ``train``),
+``training.step`` (losses of one batch), ``training.data`` (cached cohort,
+batches), ``training.checkpoint`` (resumable, pickle-free checkpoints).
+"""
