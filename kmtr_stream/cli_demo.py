@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=2026, help="simulator seed")
     parser.add_argument("--accel", type=int, default=4, help="acceleration (2..12)")
     parser.add_argument("--transport", choices=("zmq", "mrd"), default="zmq")
+    parser.add_argument("--no-pace", action="store_true",
+                        help="send as fast as possible instead of one readout per TR")
     parser.add_argument("--out", default="out/demo", help="where results.json goes")
     parser.add_argument("--log-level", default="WARNING")
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"serving {args.config} on {url}; "
               f"streaming {args.subjects} subjects at R={args.accel}")
         for i in range(args.subjects):
-            outcome = stream_subject(url, i, args.seed, cfg)
+            outcome = stream_subject(url, i, args.seed, cfg, pace=not args.no_pace)
             outcomes.append(outcome)
             print(format_table([outcome]), flush=True)
     n_right = sum(o.predicted_class == o.true_class for o in outcomes)

@@ -2,47 +2,41 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from kmtr_stream.conventions import CLASSES
 from kmtr_stream.demo.report import SubjectOutcome, collect
-from kmtr_stream.messages import Close, XmlHeader
 from kmtr_stream.transport.catalog import ChainCatalog
-from kmtr_stream.transport.client import StreamClient
 from kmtr_stream.transport.mrd_server import MrdServer
 from kmtr_stream.transport.zmq_server import ZmqServer
 from simulator.config import SimConfig
 from simulator.dataset import subject_id_for
 from simulator.scan import simulate_scan
+from simulator.stream import stream_scan
 
 
 def stream_subject(
-    url: str, subject_index: int, seed: int, cfg: SimConfig, timeout_s: float = 300.0,
+    url: str, subject_index: int, seed: int, cfg: SimConfig, *, pace: bool = True,
+    timeout_s: float = 300.0,
 ) -> SubjectOutcome:
     """Simulate one held-out subject, stream it to ``url`` and score the replies.
 
     Subjects cycle through the classes (index 0 -> NOR, 1 -> DCM, ...) and come
-    from the test split, which training never sees.
+    from the test split, which training never sees. With ``pace`` the readouts
+    go out one per TR, as a scanner sends them.
     """
     subject_id = subject_id_for("test", subject_index)
     scan = simulate_scan(subject_id, seed, cfg, diagnosis=subject_index % len(CLASSES))
-    acquisitions = list(scan.acquisitions(cfg))
+    report = stream_scan(scan, cfg, url, pace=pace, timeout_s=timeout_s)
     outcome = SubjectOutcome(
         subject_id=subject_id,
         true_class=CLASSES[scan.subject.diagnosis],
         true_phenotypes=dict(scan.subject.phenotypes),
-        readouts=len(acquisitions),
+        readouts=report.sent - 1,
+        stream_s=report.send_s + (report.arrival_s[-1] if report.arrival_s else 0.0),
     )
-    with StreamClient.connect(url) as client:
-        t0 = time.perf_counter()
-        client.send(XmlHeader(scan.xml(cfg)))
-        client.send_many(acquisitions)
-        client.send(Close())
-        replies = client.receive_until_close(timeout_s)
-        outcome.stream_s = time.perf_counter() - t0
-    return collect(outcome, replies, scan.subject.labels)
+    return collect(outcome, report.replies, scan.subject.labels)
 
 
 class LocalServers:
