@@ -21,8 +21,13 @@ CFG = ModelConfig(n_coils=2, n_ky=12, n_kx=10, ny=12, nx=10, channels=(4, 8), la
 
 
 def _meta() -> dict[str, object]:
-    return {"phenotype_mean": [100.0] * 9, "phenotype_std": [10.0] * 9, "temperature": 2.0,
-            "image_input": "zero_filled", "training": {}}
+    return {
+        "phenotype_mean": [100.0] * 9,
+        "phenotype_std": [10.0] * 9,
+        "temperature": 2.0,
+        "image_input": "zero_filled",
+        "training": {},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +40,27 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _slice(s: int, p: int, rng: np.random.Generator, final: bool = True) -> SliceKSpace:
-    k = (rng.normal(size=(CFG.n_coils, CFG.n_ky, CFG.n_kx))
-         + 1j * rng.normal(size=(CFG.n_coils, CFG.n_ky, CFG.n_kx))).astype(np.complex64)
+    k = (
+        rng.normal(size=(CFG.n_coils, CFG.n_ky, CFG.n_kx))
+        + 1j * rng.normal(size=(CFG.n_coils, CFG.n_ky, CFG.n_kx))
+    ).astype(np.complex64)
     mask = np.zeros(CFG.n_ky, bool)
     mask[::3] = True
     k[:, ~mask] = 0
-    return SliceKSpace(kspace=k, mask=mask, slice=s, phase=p, repetition=0, n_slices=3, n_phases=4,
-                       trigger="last_in_slice", final=final, last_in_measurement=False,
-                       voxel_size_mm=(2.0, 2.5, 10.0), t_last_line_ns=time.perf_counter_ns())
+    return SliceKSpace(
+        kspace=k,
+        mask=mask,
+        slice=s,
+        phase=p,
+        repetition=0,
+        n_slices=3,
+        n_phases=4,
+        trigger="last_in_slice",
+        final=final,
+        last_in_measurement=False,
+        voxel_size_mm=(2.0, 2.5, 10.0),
+        t_last_line_ns=time.perf_counter_ns(),
+    )
 
 
 def test_export_drops_training_only_parts_and_round_trips(weights: dict[str, Path]) -> None:
@@ -53,9 +71,13 @@ def test_export_drops_training_only_parts_and_round_trips(weights: dict[str, Pat
     assert load_model(str(weights["kmtr"])) is load_model(str(weights["kmtr"]))
 
 
-@pytest.mark.parametrize(("gadget_type", "key"), [("kmtr_inference", "kmtr"), ("recon_inference", "recon")])
+@pytest.mark.parametrize(
+    ("gadget_type", "key"), [("kmtr_inference", "kmtr"), ("recon_inference", "recon")]
+)
 def test_inference_gadget_emits_label_image_and_slice_result(
-    weights: dict[str, Path], gadget_type: str, key: str,
+    weights: dict[str, Path],
+    gadget_type: str,
+    key: str,
 ) -> None:
     from kmtr_stream.chain.registry import lookup
 
@@ -64,7 +86,9 @@ def test_inference_gadget_emits_label_image_and_slice_result(
     msg = _slice(1, 2, np.random.default_rng(0))
     image, result = list(gadget.process(msg))
     assert isinstance(image, ismrmrd.Image) and isinstance(result, SliceResult)
-    assert image.data_type == ismrmrd.DATATYPE_SHORT and image.image_type == ismrmrd.IMTYPE_MAGNITUDE
+    assert (
+        image.data_type == ismrmrd.DATATYPE_SHORT and image.image_type == ismrmrd.IMTYPE_MAGNITUDE
+    )
     assert (image.slice, image.phase) == (1, 2)
     assert tuple(image.matrix_size[:2]) == (CFG.nx, CFG.ny)
     assert tuple(round(float(v), 3) for v in image.field_of_view) == (20.0, 30.0, 10.0)
