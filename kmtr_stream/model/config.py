@@ -27,6 +27,7 @@ class ModelConfig:
         n_classes_seg: segmentation classes (ACDC labels).
         n_classes_dx: disease classes.
         max_slices: largest slice count the subject head accepts.
+        area_scale: factor on the per-slice label-area fractions fed to the subject head.
     """
 
     n_coils: int = 4
@@ -43,6 +44,7 @@ class ModelConfig:
     n_classes_seg: int = 4
     n_classes_dx: int = 5
     max_slices: int = 32
+    area_scale: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (tuples become lists)."""

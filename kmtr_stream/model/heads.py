@@ -11,8 +11,8 @@ from kmtr_stream.model.config import ModelConfig
 N_AREA_FEATURES = 3
 
 
-def label_areas(labels: torch.Tensor, n_classes: int = 4) -> torch.Tensor:
-    """Fraction of the slice covered by each foreground label, times 10 (O(1) in size).
+def label_areas(labels: torch.Tensor, n_classes: int = 4, scale: float = 10.0) -> torch.Tensor:
+    """Fraction of the slice covered by each foreground label, times ``scale``.
 
     Hard label maps are used both in training (argmax of the logits) and in the
     chain (the labels of each SliceResult), so both see the same features.
@@ -20,21 +20,28 @@ def label_areas(labels: torch.Tensor, n_classes: int = 4) -> torch.Tensor:
     Args:
         labels: ``(n, ny, nx)`` integer label maps.
         n_classes: number of labels including background.
+        scale: factor bringing the fractions to O(1) (``ModelConfig.area_scale``).
 
     Returns:
-        ``(n, n_classes - 1)`` float32 area fractions times 10 (order RV, MYO, LV).
+        ``(n, n_classes - 1)`` float32 scaled area fractions (order RV, MYO, LV).
     """
     onehot = torch.nn.functional.one_hot(labels.long(), n_classes)[..., 1:]
-    return onehot.float().mean(dim=(1, 2)) * 10.0
+    return onehot.float().mean(dim=(1, 2)) * scale
 
 
 class SubjectHead(nn.Module):
     """Transformer over the slice latents of the ED and ES phases of one subject."""
 
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.latent_dim
-        self.cfg_classes_seg = cfg.n_classes_seg
+        # Per-feature standardisation of the inputs (set by ``training.head_refit``):
+        # between-subject differences are small next to the shared part of the latents.
+        self.register_buffer("in_mean", torch.zeros(d + N_AREA_FEATURES))
+        self.register_buffer("in_std", torch.ones(d + N_AREA_FEATURES))
         self.inp = nn.Linear(d + N_AREA_FEATURES, d)
         self.slice_pos = nn.Sequential(nn.Linear(2, d), nn.GELU(), nn.Linear(d, d))
         self.phase_emb = nn.Embedding(2, d)
@@ -69,7 +76,8 @@ class SubjectHead(nn.Module):
             ``(batch, n_phenotypes)`` standardised phenotypes and ``(batch, n_classes_dx)`` logits.
         """
         b, p, s, _ = latents.shape
-        x = self.inp(torch.cat((latents, areas.to(latents.dtype)), dim=-1))
+        feats = torch.cat((latents, areas.to(latents.dtype)), dim=-1)
+        x = self.inp((feats - self.in_mean) / self.in_std)
         if slice_valid is None:
             slice_valid = torch.ones(b, s, dtype=torch.bool, device=latents.device)
         n_valid = slice_valid.sum(dim=1, keepdim=True).clamp(min=1)

@@ -102,7 +102,12 @@ def read_weights(name_or_path: str, device: str | None = None) -> LoadedModel:
     else:
         raise KmtrError(f"{js}: unknown model kind {meta['kind']!r}")
     state = {k: v for k, v in load_file(str(st)).items() if not k.startswith(TRAINING_ONLY)}
-    net.load_state_dict(state)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    optional = {"subject_head.in_mean", "subject_head.in_std"}  # absent in early exports
+    if unexpected or set(missing) - optional:
+        raise KmtrError(
+            f"{st}: weights do not match the model (missing {missing}, unexpected {unexpected})"
+        )
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     net.to(dev).eval()
     return LoadedModel(

@@ -39,7 +39,8 @@ class SliceModel(nn.Module):
             slice_valid: ``(batch, slices)`` bool or None.
         """
         b, p, s, _ = latents.shape
-        areas = label_areas(seg_logits.argmax(dim=1), seg_logits.shape[1]).reshape(b, p, s, -1)
+        areas = label_areas(seg_logits.argmax(dim=1), seg_logits.shape[1], self.cfg.area_scale)
+        areas = areas.reshape(b, p, s, -1)
         return self.subject_head(latents, areas, slice_valid)
 
 

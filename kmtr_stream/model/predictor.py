@@ -59,10 +59,11 @@ class SubjectPredictor:
         labels = np.stack(
             [[np.asarray(by_key[(p, s)].labels, np.int64) for s in slices] for p in (ed, es)]
         )
-        n_cls = int(net.subject_head.cfg_classes_seg)
+        n_cls = net.cfg.n_classes_seg
         with torch.no_grad():
             lat = torch.from_numpy(latents)[None].to(dev)
-            areas = label_areas(torch.from_numpy(labels.reshape(-1, *labels.shape[-2:])), n_cls)
+            flat = torch.from_numpy(labels.reshape(-1, *labels.shape[-2:]))
+            areas = label_areas(flat, n_cls, net.cfg.area_scale)
             areas = areas.reshape(1, 2, len(slices), -1).to(dev)
             ph, lg = net.subject_head(lat, areas)
         phen = ph[0].float().cpu().numpy() * self.loaded.phen_std + self.loaded.phen_mean

@@ -59,7 +59,15 @@ def load_checkpoint(
         raise KmtrError(f"checkpoint {stem} is incomplete (need {st.name} and {js.name})")
     tensors = load_file(str(st))
     meta: dict[str, Any] = json.loads(js.read_text())
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    missing, unexpected = model.load_state_dict(
+        {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False
+    )
+    # standardisation buffers of the subject head are absent from older checkpoints
+    if unexpected or any(not k.endswith(("in_mean", "in_std")) for k in missing):
+        raise KmtrError(
+            f"checkpoint {stem} does not match the model: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

@@ -68,6 +68,9 @@ class TrainSettings:
         val_every: steps between validation passes.
         ckpt_every: steps between checkpoints.
         threads: torch CPU threads.
+        head_refit_epochs: epochs of the second stage that refits the subject head on
+            frozen slice latents (``training.head_refit``); 0 = none.
+        head_refit_subjects: training subjects whose features the refit uses.
         backend: torch.distributed backend when launched under torchrun.
         progress: show tqdm progress bars.
     """
@@ -98,6 +101,8 @@ class TrainSettings:
     val_every: int = 0
     ckpt_every: int = 0
     threads: int = 2
+    head_refit_epochs: int = 0
+    head_refit_subjects: int = 600
     backend: str = "gloo"
     progress: bool = True
 

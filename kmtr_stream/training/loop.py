@@ -224,11 +224,38 @@ class Trainer:
         bar.close()
         self.checkpoint()
         stem = self.out / "model"
+        if main and st.head_refit_epochs > 0:
+            self.refit_heads()
         if main:
             stem = self.export(time.perf_counter() - t0)
         distributed.barrier(self.dist)
         distributed.teardown(self.dist)
         return stem
+
+    def refit_heads(self) -> None:
+        """Second stage: refit the subject head(s) on frozen latents of training subjects."""
+        from kmtr_stream.training.head_refit import refit_subject_head, subject_features
+
+        st = self.cfg.train
+        idx = np.arange(min(st.head_refit_subjects, len(self.train_set)))
+        nets: list[tuple[SliceModel, str]] = [(self.model, st.image_input)]
+        if isinstance(self.model, KMTRModel) and isinstance(self.model.image_branch, ImageModel):
+            nets.append((self.model.image_branch, "full"))
+        for i, (net, image_input) in enumerate(nets):
+            rng = np.random.default_rng([st.seed, 10_000 + i])
+            feats = subject_features(
+                net,
+                self.train_set,
+                idx,
+                st,
+                image_input,
+                rng,
+                self.phen_mean,
+                self.phen_std,
+                self.dist.device,
+            )
+            losses = refit_subject_head(net, feats, st.head_refit_epochs, st.seed)
+            self._log({"step": self.step, "head_refit": image_input, **losses})
 
     def _calibrate(self, net: SliceModel, image_input: str) -> tuple[float, dict[str, Any]]:
         logits, targets, v4 = [], [], {}
