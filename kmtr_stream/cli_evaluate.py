@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hd95-subjects", type=int, default=1000, help="subjects HD95 is computed on"
     )
+    parser.add_argument(
+        "--cohort-size",
+        type=int,
+        default=0,
+        help="size of a cached test cohort to take the first --subjects from",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/eval", help="output directory (JSON, PNG plots)")
@@ -60,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             n_calib=int(train_cfg["train"]["n_calib"]),
             batch_size=args.batch_size,
             hd95_subjects=args.hd95_subjects,
+            cohort_size=args.cohort_size,
         )
     except KmtrError as exc:
         print(f"error: {exc}")

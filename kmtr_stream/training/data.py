@@ -50,6 +50,14 @@ class CachedCohort:
     def __len__(self) -> int:
         return int(self.kspace.shape[0])
 
+    def head(self, n: int) -> CachedCohort:
+        """The first ``n`` subjects (views, no copy)."""
+        out = object.__new__(CachedCohort)
+        out.root = self.root
+        for name in _FIELDS:
+            setattr(out, name, getattr(self, name)[:n])
+        return out
+
 
 def build_cohort(split: str, n: int, data: DataConfig, progress: bool = True) -> CachedCohort:
     """Simulate ``n`` subjects of ``split`` once and cache them under ``data.cache_dir``.

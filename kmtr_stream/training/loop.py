@@ -255,7 +255,8 @@ class Trainer:
                 self.dist.device,
             )
             losses = refit_subject_head(net, feats, st.head_refit_epochs, st.seed)
-            self._log({"step": self.step, "head_refit": image_input, **losses})
+            branch = "kspace" if isinstance(net, KMTRModel) else image_input
+            self._log({"step": self.step, "head_refit": branch, **losses})
 
     def _calibrate(self, net: SliceModel, image_input: str) -> tuple[float, dict[str, Any]]:
         logits, targets, v4 = [], [], {}
