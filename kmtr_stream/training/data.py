@@ -65,9 +65,8 @@ def build_cohort(split: str, n: int, data: DataConfig, progress: bool = True) ->
     A finished cache (``done.json`` present) is reused; the simulator is
     deterministic in (seed, split, index), so the cache is a pure speed-up.
     """
-    from simulator.dataset import CohortDataset
-
     from simulator.config import SimConfig
+    from simulator.dataset import CohortDataset
 
     root = Path(data.cache_dir) / _cache_key(split, n, data)
     if (root / "done.json").exists():
