@@ -179,7 +179,7 @@ def evaluate(
                 desc=f"{name} R={accel}",
             )
             res = task_metrics(pred, cohort, loaded, ref.phen_mean, ref.phen_std, hd95_subjects)
-            res["lines_acquired"] = int(mask.sum())
+            res["lines_acquired"] = n_ky if full_input else int(mask.sum())
             by_accel[str(accel)] = res
             cached = res
         out["models"][name] = {
