@@ -8,10 +8,13 @@ Frame 0 is a small fixed header, little-endian::
     nparts   u16  number of payload frames that follow
     lengths  nparts x u64, the byte length of each payload frame
 
-Frames 1..nparts are the payload parts of ``codec.parts`` (e.g. for an
-acquisition: header, trajectory, data), each its own frame so that arrays go
-out with ``send_multipart(copy=False)`` and come back as ``np.frombuffer``
-views over the received frame buffers, without copies.
+The payload parts of ``codec.parts`` (e.g. for an acquisition: header,
+trajectory, data) follow in order, each its own frame so that arrays go out
+with ``send_multipart(copy=False)`` and come back as ``np.frombuffer`` views
+over the received frame buffers, without copies. A part of length 0 (e.g. the
+trajectory of a readout without one) is listed in frame 0 but sent as no
+frame at all: the frames that follow are exactly the parts with a non-zero
+length, in order (framing version 2; version 1 sent empty frames).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from kmtr_stream.errors import ProtocolError
 from kmtr_stream.messages import WireMessage
 
 MAGIC = b"KMTR"
-ZMQ_FRAMING_VERSION = 1
+ZMQ_FRAMING_VERSION = 2
 _FIXED = struct.Struct("<4sHHH")
 #: More payload frames than any message type has; bounds the header size.
 MAX_PARTS = 16
@@ -44,9 +47,14 @@ def frame_header(msg_id: int, lengths: Sequence[int]) -> bytes:
 
 
 def encode_frames(msg: WireMessage) -> list[Buffer]:
-    """Frames of one message: frame 0 header, then the payload parts (zero-copy views)."""
+    """Frames of one message: frame 0 header, then the non-empty payload parts (zero-copy views)."""
     msg_id, parts = encode_parts(msg)
-    return [frame_header(msg_id, [len(p) for p in parts]), *parts]
+    lengths = [len(p) for p in parts]
+    n = len(lengths)
+    head = _HEADERS[n].pack(MAGIC, ZMQ_FRAMING_VERSION, msg_id, n, *lengths)
+    if 0 in lengths:
+        return [head, *[p for p, k in zip(parts, lengths, strict=True) if k]]
+    return [head, *parts]
 
 
 def parse_frame_header(frame0: Buffer) -> tuple[int, tuple[int, ...]]:
@@ -76,7 +84,8 @@ def decode_frames(frames: Sequence[Any]) -> WireMessage:
 
     Checks magic, version, the frame count and every payload frame's length
     against frame 0, then (in ``decode_parts``) against what the message's
-    ISMRMRD header implies.
+    ISMRMRD header implies. Parts that frame 0 lists with length 0 have no
+    frame; they are decoded as ``b""``.
 
     Raises:
         ProtocolError: anything about the frames is inconsistent; for an
@@ -88,11 +97,22 @@ def decode_frames(frames: Sequence[Any]) -> WireMessage:
     msg_id, lengths = parse_frame_header(payload.pop(0))
     if msg_id not in PART_COUNT:
         known_id(msg_id)  # raises "unknown message id N"
-    if len(payload) != len(lengths):
+    if 0 in lengths:
+        nonempty = len(lengths) - lengths.count(0)
+        if len(payload) != nonempty:
+            raise ProtocolError(
+                f"frame 0 declares {nonempty} non-empty payload frames, {len(payload)} arrived"
+            )
+        frames_in = iter(payload)
+        payload = [next(frames_in) if n else b"" for n in lengths]
+    elif len(payload) != len(lengths):
         raise ProtocolError(
             f"frame 0 declares {len(lengths)} payload frames, {len(payload)} arrived"
         )
-    for i, (part, n) in enumerate(zip(payload, lengths, strict=True), start=1):
-        if len(part) != n:
-            raise ProtocolError(f"frame {i} has {len(part)} bytes, frame 0 declares {n}")
+    frame = 0
+    for part, n in zip(payload, lengths, strict=True):
+        if n:
+            frame += 1
+            if len(part) != n:
+                raise ProtocolError(f"frame {frame} has {len(part)} bytes, frame 0 declares {n}")
     return decode_parts(msg_id, payload)

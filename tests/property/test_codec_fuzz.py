@@ -99,13 +99,18 @@ def test_unknown_message_id_is_named() -> None:
 
 def test_header_data_size_mismatch_in_frames() -> None:
     acq = ismrmrd.Acquisition.from_array(np.zeros((4, 32), np.complex64))
-    head, traj, data = (bytes(f) for f in encode_frames(acq)[1:])
+    head, data = (bytes(f) for f in encode_frames(acq)[1:])
+    traj = b""
     # frame 0 agrees with the frames, but the data is one readout short of the header.
-    frames = [frame_header(1008, [340, 0, len(data) - 8]), head, traj, data[:-8]]
+    frames = [frame_header(1008, [340, 0, len(data) - 8]), head, data[:-8]]
     with pytest.raises(ProtocolError, match="samples x channels x 8"):
         decode_frames(frames)
-    frames = [frame_header(1008, [340, 0, len(data)]), head, traj, data[:-8]]
-    with pytest.raises(ProtocolError, match="frame 3 has"):
+    frames = [frame_header(1008, [340, 0, len(data)]), head, data[:-8]]
+    with pytest.raises(ProtocolError, match="frame 2 has"):
+        decode_frames(frames)
+    # A part that frame 0 lists as empty has no frame (framing version 2).
+    frames = [frame_header(1008, [340, 0, len(data)]), head, traj, data]
+    with pytest.raises(ProtocolError, match="2 non-empty payload frames, 3 arrived"):
         decode_frames(frames)
 
 
