@@ -2,9 +2,13 @@
 
 Chain: client (StreamClient, encodes Acquisitions) -> ZeroMQ -> ZmqServer with
 the pass-through chain (another process) -> back to the client, which decodes
-every readout. Bare: the same frames through a PUSH -> PULL/PUSH relay
-(another process) -> PULL loop, with no codec and no chain. Both move the
-same bytes along the same topology in the same run; medians of a few repeats.
+every readout. It runs twice: ``configs/passthrough.toml`` as written (one
+chain worker thread behind a queue) and the same chain with ``inline = true``
+(gadgets in the server's I/O thread). Bare: the same frames through a
+PUSH -> PULL/PUSH relay (another process) -> PULL loop, with no codec and no
+chain; it moves the same bytes along the same topology in the same run. An
+extra line gives a bare PUSH -> PULL loop without the relay (one process).
+Medians of a few repeats.
 
 Usage::
 
@@ -14,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing as mp
 import statistics
 import threading
@@ -27,6 +32,7 @@ import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 COILS, SAMPLES = 8, 256
+INLINE = "passthrough_inline"
 
 
 def make_readouts(n: int) -> list[ismrmrd.Acquisition]:
@@ -43,11 +49,16 @@ def make_readouts(n: int) -> list[ismrmrd.Acquisition]:
 
 # -- servers (child processes) -------------------------------------------------
 def _chain_server(port_q: Any, stop_ev: Any) -> None:
+    from kmtr_stream.chain.config import load_chain_config
     from kmtr_stream.transport.catalog import ChainCatalog
     from kmtr_stream.transport.zmq_server import ZmqServer
 
-    server = ZmqServer(ChainCatalog.from_paths([ROOT / "configs" / "passthrough.toml"]),
-                       "tcp://127.0.0.1:0")
+    spec = load_chain_config(ROOT / "configs" / "passthrough.toml")
+    catalog = ChainCatalog(
+        {"passthrough": spec, INLINE: dataclasses.replace(spec, name=INLINE, inline=True)},
+        "passthrough",
+    )
+    server = ZmqServer(catalog, "tcp://127.0.0.1:0")
     server.start()
     port_q.put(server.endpoint)
     stop_ev.wait()
@@ -75,12 +86,15 @@ def _bare_relay(port_q: Any, stop_ev: Any) -> None:
 
 
 # -- clients (this process) ------------------------------------------------------
-def run_chain(endpoint: str, acqs: list[ismrmrd.Acquisition], xml: str) -> float:
-    from kmtr_stream.messages import Close, XmlHeader
+def run_chain(
+    endpoint: str, acqs: list[ismrmrd.Acquisition], xml: str, chain: str = "passthrough"
+) -> float:
+    from kmtr_stream.messages import Close, ConfigFile, XmlHeader
     from kmtr_stream.transport.client import StreamClient
 
     t0 = time.perf_counter()
     with StreamClient.connect(endpoint) as client:
+        client.send(ConfigFile(chain))
         client.send(XmlHeader(xml))
         client.send_many(acqs)
         client.send(Close())
@@ -100,6 +114,33 @@ def run_bare(ports: tuple[int, int], frames: list[Any], n: int) -> float:
     push.connect(f"tcp://127.0.0.1:{ports[0]}")
     pull.connect(f"tcp://127.0.0.1:{ports[1]}")
     time.sleep(0.2)  # let both connections settle before timing
+    t0 = time.perf_counter()
+
+    def send() -> None:
+        for _ in range(n):
+            push.send_multipart(frames, copy=False)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    for _ in range(n):
+        pull.recv_multipart(copy=False)
+    sender.join()
+    dt = time.perf_counter() - t0
+    push.close(0)
+    pull.close(0)
+    return n / dt
+
+
+def run_bare_direct(frames: list[Any], n: int) -> float:
+    """PUSH -> PULL in this process (sender thread, receiving loop), no relay."""
+    ctx: zmq.Context[Any] = zmq.Context.instance()
+    push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+    for s in (push, pull):
+        s.linger = 0
+        s.sndhwm = s.rcvhwm = 100_000
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push.connect(f"tcp://127.0.0.1:{port}")
+    time.sleep(0.2)
     t0 = time.perf_counter()
 
     def send() -> None:
@@ -139,25 +180,35 @@ def main() -> None:
     endpoint = q.get(timeout=60)
     procs[1].start()
     ports = q.get(timeout=60)
-    chain, bare = [], []
+    chain: list[float] = []
+    inline: list[float] = []
+    bare: list[float] = []
+    direct: list[float] = []
     try:
         run_chain(endpoint, acqs[:1000], xml)  # warm-up
+        run_chain(endpoint, acqs[:1000], xml, INLINE)
         for _ in range(args.repeats):
             bare.append(run_bare(ports, frames, args.readouts))
             chain.append(run_chain(endpoint, acqs, xml))
+            inline.append(run_chain(endpoint, acqs, xml, INLINE))
+            direct.append(run_bare_direct(frames, args.readouts))
     finally:
         stop.set()
         for p in procs:
             p.join(10)
     mb = sum(len(f) for f in frames) / 1e6
     c, b = statistics.median(chain), statistics.median(bare)
+    i, d = statistics.median(inline), statistics.median(direct)
     print(f"readouts: {args.readouts} x {COILS} coils x {SAMPLES} samples complex64 "
-          f"({mb * 1e3:.1f} kB each), {args.repeats} repeats, medians")
-    print(f"bare pyzmq PUSH->relay->PULL : {b:10,.0f} readouts/s  ({b * mb:7.1f} MB/s)")
-    print(f"client->ZeroMQ->chain->client: {c:10,.0f} readouts/s  ({c * mb:7.1f} MB/s)")
-    print(f"chain / bare                 : {c / b:10.1%}")
-    print("all repeats chain:", ", ".join(f"{x:,.0f}" for x in chain),
-          "| bare:", ", ".join(f"{x:,.0f}" for x in bare))
+          f"({mb * 1e3:.1f} kB each, {len(frames)} frames), {args.repeats} repeats, medians")
+    print(f"bare pyzmq PUSH->relay->PULL    : {b:10,.0f} readouts/s  ({b * mb:7.1f} MB/s)")
+    print(f"chain, worker thread (default)  : {c:10,.0f} readouts/s  ({c * mb:7.1f} MB/s)")
+    print(f"chain, inline = true            : {i:10,.0f} readouts/s  ({i * mb:7.1f} MB/s)")
+    print(f"chain / bare (worker thread)    : {c / b:10.1%}")
+    print(f"chain / bare (inline)           : {i / b:10.1%}")
+    print(f"extra: bare PUSH->PULL, no relay: {d:10,.0f} readouts/s  ({d * mb:7.1f} MB/s)")
+    for label, xs in (("bare", bare), ("chain", chain), ("inline", inline), ("direct", direct)):
+        print(f"all repeats {label:6s}:", ", ".join(f"{x:,.0f}" for x in xs))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from kmtr_stream.errors import ConfigError
 FullQueuePolicy = Literal["block", "error"]
 FULL_QUEUE_POLICIES: tuple[str, ...] = ("block", "error")
 
-_CHAIN_KEYS = ("name", "backend", "queue_size", "full_queue_policy")
+_CHAIN_KEYS = ("name", "backend", "queue_size", "full_queue_policy", "inline")
 _GADGET_KEYS = ("id", "type", "params", "new_thread")
 MAX_QUEUE_SIZE = 1 << 20
 
@@ -57,6 +57,9 @@ class ChainSpec:
         queue_size: capacity of each queue in front of a worker thread (messages).
         full_queue_policy: "block" (the producer waits) or "error" (submit raises).
         gadgets: the gadgets in chain order.
+        inline: True to run the gadgets before the first ``new_thread`` in the
+            submitting thread (e.g. the server's I/O thread) instead of a worker
+            thread behind a queue: no hand-off per message, for cheap gadgets.
     """
 
     name: str
@@ -65,6 +68,7 @@ class ChainSpec:
     queue_size: int
     full_queue_policy: str
     gadgets: tuple[GadgetSpec, ...]
+    inline: bool = False
 
 
 def _expect(value: Any, tp: type, where: str, key: str) -> Any:
@@ -102,7 +106,14 @@ def _parse_chain_table(table: Any, source: str) -> dict[str, Any]:
             f"{where}: key 'full_queue_policy': {policy!r} is not one of "
             + ", ".join(FULL_QUEUE_POLICIES)
         )
-    return {"name": name, "backend": backend, "queue_size": queue_size, "full_queue_policy": policy}
+    inline = _expect(table.get("inline", False), bool, where, "inline")
+    return {
+        "name": name,
+        "backend": backend,
+        "queue_size": queue_size,
+        "full_queue_policy": policy,
+        "inline": inline,
+    }
 
 
 def _parse_gadget(entry: Any, position: int, source: str, seen: set[str]) -> GadgetSpec:

@@ -6,6 +6,9 @@ a gadget with ``new_thread = true`` starts a new worker behind its own bounded
 queue. By default a whole chain is one worker, so each message costs a single
 thread hand-off (producer -> worker) however many cheap gadgets it crosses.
 Workers take every queued message in one lock round trip (batch drain).
+With ``inline = true`` the first group of gadgets runs in the submitting
+thread itself (no queue, no hand-off, no wake-up): the cheapest path for
+chains of cheap gadgets, e.g. straight in a server's I/O thread.
 
 Per message and stage the runner takes ``time.perf_counter_ns()`` on entry and
 exit, aggregates the durations for ``stats()`` and optionally writes them as
@@ -77,10 +80,17 @@ class _Worker:
     """A thread running consecutive stages inline, fed by one bounded queue."""
 
     def __init__(
-        self, runner: ChainRunner, number: int, stages: list[_Stage], inq: BoundedQueue
+        self,
+        runner: ChainRunner,
+        number: int,
+        stages: list[_Stage],
+        inq: BoundedQueue,
+        inline: bool = False,
     ) -> None:
         self.runner = runner
         self.number = number
+        #: True: runs in the submitting thread (``ChainSpec.inline``); its thread never starts.
+        self.inline = inline
         self.stages = stages
         self.inq = inq
         self.next: _Worker | None = None
@@ -161,6 +171,25 @@ class _Worker:
             for out in outs:
                 self._run(k + 1, None, t0, out)
 
+    def run_inline(self, index: int, t_submit: int, msg: Any) -> None:
+        """Process one submitted message in the caller's thread (inline worker 0)."""
+        self.current_index = index
+        if type(msg) is XmlHeader:
+            err = self.runner._parse_header(msg, index)
+            if err is not None:
+                self._run(0, index, t_submit, err)
+        self._run(0, index, t_submit, msg)
+        self.current_index = None
+
+    def crashed(self) -> None:
+        """Log an unexpected failure of this worker and stop the chain behind it."""
+        runner = self.runner
+        log.exception("connection %s: chain worker %d crashed", runner.connection_id, self.number)
+        runner._crashed = True
+        runner._finished.set()
+        if self.next is not None:
+            self.next.inq.put_control(_ABORT)
+
     # -- thread loop --------------------------------------------------
     def _main(self) -> None:
         runner = self.runner
@@ -201,13 +230,7 @@ class _Worker:
         except QueueClosedError:
             self._abort_stages()
         except BaseException:
-            log.exception(
-                "connection %s: chain worker %d crashed", runner.connection_id, self.number
-            )
-            runner._crashed = True
-            runner._finished.set()
-            if self.next is not None:
-                self.next.inq.put_control(_ABORT)
+            self.crashed()
 
     def _abort_stages(self) -> None:
         for st in self.stages:
@@ -229,7 +252,9 @@ class ChainRunner:
     Args:
         spec: the validated chain config.
         emit: called with every wire message leaving the last gadget, in order,
-            from the last worker thread, one call at a time.
+            from the last worker thread, one call at a time (for an inline chain
+            without ``new_thread`` gadgets: from the thread calling ``submit``,
+            or ``close`` for what the end-of-stream flush yields).
         connection_id: names the connection in logs, errors and thread names.
         trace_path: optional JSON-lines file for per-stage timestamps.
         extras: initial ``ChainContext.extras`` (e.g. a shared, loaded model).
@@ -263,6 +288,8 @@ class ChainRunner:
             extras=dict(extras or {}),
         )
         self._workers: list[_Worker] = []
+        # Inline worker 0: serialises submit, the end-of-stream flush and on_abort.
+        self._inline_lock = threading.RLock()
         self._next_index = 0
         self._submitted = 0
         self._count_lock = threading.Lock()
@@ -314,14 +341,16 @@ class ChainRunner:
             q = BoundedQueue(
                 f"queue {number} (before gadget {group[0].spec.id!r})", self.spec.queue_size, policy
             )
-            self._workers.append(_Worker(self, number, group, q))
+            inline = number == 0 and self.spec.inline
+            self._workers.append(_Worker(self, number, group, q, inline))
         for a, b in zip(self._workers, self._workers[1:], strict=False):
             a.next = b
         if self._trace_path is not None:
             self._trace = TraceWriter(self._trace_path, self.connection_id)
         self._started = True
         for w in self._workers:
-            w.thread.start()
+            if not w.inline:
+                w.thread.start()
 
     def submit(self, msg: Any, index: int | None = None) -> int:
         """Feed one incoming message; returns its message index.
@@ -358,17 +387,58 @@ class ChainRunner:
                 f"previous one ({self._next_index - 1})"
             )
         now = time.perf_counter_ns()
-        self._workers[0].inq.put((index, now, msg, now))
+        first = self._workers[0]
+        if first.inline:
+            self._next_index = index + 1
+            self._submitted += 1
+            self._submit_inline(first, index, now, msg)
+            return index
+        first.inq.put((index, now, msg, now))
         self._next_index = index + 1
         self._submitted += 1
         return index
+
+    def _submit_inline(self, first: _Worker, index: int, now: int, msg: Any) -> None:
+        with self._inline_lock:
+            if self._aborted or self._crashed:
+                raise KmtrError(
+                    f"connection {self.connection_id}: chain {self.spec.name!r} was "
+                    + ("aborted" if self._aborted else "stopped by a crashed worker")
+                )
+            try:
+                first.run_inline(index, now, msg)
+            except QueueClosedError:
+                pass  # aborted meanwhile: a later worker's queue was closed
+            except Exception as exc:
+                first.crashed()
+                raise KmtrError(
+                    f"connection {self.connection_id}: chain {self.spec.name!r} failed in "
+                    f"message #{index}: {type(exc).__name__}: {exc}"
+                ) from exc
 
     def _begin_close(self) -> None:
         with self._close_lock:
             if self._closing or not self._started:
                 return
             self._closing = True
-        self._workers[0].inq.put_control(_END)
+        first = self._workers[0]
+        if not first.inline:
+            first.inq.put_control(_END)
+            return
+        with self._inline_lock:  # the flush runs here, in the closing thread
+            if self._aborted or self._crashed:
+                return
+            try:
+                first._flush()
+            except QueueClosedError:
+                return
+            except Exception:
+                first.crashed()
+                return
+            if first.next is not None:
+                first.next.inq.put_control(_END)
+            else:
+                self._finished.set()
 
     def close(self, timeout: float | None = None) -> bool:
         """End of stream: flush every gadget once, in chain order, and wait for all output.
@@ -383,7 +453,8 @@ class ChainRunner:
         done = self._finished.wait(timeout)
         if done and not self._aborted:
             for w in self._workers:
-                w.thread.join(timeout)
+                if not w.inline:
+                    w.thread.join(timeout)
             if self._trace is not None:
                 self._trace.close()
         return done and not self._aborted and not self._crashed
@@ -413,7 +484,23 @@ class ChainRunner:
             w.inq.close()
             w.inq.put_control(_ABORT)
         deadline = time.monotonic() + timeout
+        first = self._workers[0]
+        if first.inline:
+            # Wait for a message in progress in the submitting thread, then stop the stages.
+            if self._inline_lock.acquire(timeout=timeout):
+                try:
+                    first._abort_stages()
+                finally:
+                    self._inline_lock.release()
+            else:
+                log.error(
+                    "connection %s: inline chain still busy in message #%s after abort",
+                    self.connection_id,
+                    first.current_index,
+                )
         for w in self._workers:
+            if w.inline:
+                continue
             w.thread.join(max(0.0, deadline - time.monotonic()))
             if w.thread.is_alive():
                 log.error(

@@ -28,6 +28,7 @@ from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
 from kmtr_stream.codec.zmq_frames import decode_frames, encode_frames
 from kmtr_stream.errors import KmtrError, ProtocolError
 from kmtr_stream.messages import Close, WireMessage
+from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
 
 ZMQ_SCHEMES = ("tcp", "zmq")
 C = TypeVar("C", bound="StreamClient")
@@ -124,7 +125,10 @@ class ZmqStreamClient(StreamClient):
     """DEALER client of the ZeroMQ endpoint.
 
     Sending also picks up replies that are already waiting, so a long
-    ``send_many`` never lets the server's output queue up unread.
+    ``send_many`` never lets the server's output queue up unread. Replies are
+    taken in batches (everything waiting, without blocking) and handed out
+    one by one; a reply that does not decode is raised by ``receive`` in its
+    place in the order.
     """
 
     def __init__(self, endpoint: str, context: zmq.Context | None = None) -> None:
@@ -134,11 +138,11 @@ class ZmqStreamClient(StreamClient):
         self._sock.linger = 0
         self._sock.sndhwm = self._sock.rcvhwm = 100_000
         self._sock.connect(endpoint)
-        self._inbox: deque[WireMessage] = deque()
+        self._inbox: deque[WireMessage | ProtocolError] = deque()
         self._sent = 0
 
     def send(self, msg: WireMessage) -> None:
-        self._sock.send_multipart(encode_frames(msg), copy=False)
+        send_frames(self._sock, encode_frames(msg))
         self._sent += 1
         if self._sent & 63 == 0:
             self._pick_up()
@@ -148,19 +152,31 @@ class ZmqStreamClient(StreamClient):
         self._sock.send_multipart(frames, copy=False)
 
     def _pick_up(self) -> None:
+        """Take every reply already waiting, without blocking, into the inbox."""
+        sock, inbox = self._sock, self._inbox
         while True:
             try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(sock, NOBLOCK)
             except zmq.Again:
                 return
-            self._inbox.append(decode_frames(frames))
+            try:
+                inbox.append(decode_frames(frames))
+            except ProtocolError as exc:
+                inbox.append(exc)
 
     def receive(self, timeout_s: float) -> WireMessage | None:
-        if self._inbox:
-            return self._inbox.popleft()
-        if not self._sock.poll(int(timeout_s * 1000), zmq.POLLIN):
-            return None
-        return decode_frames(self._sock.recv_multipart(copy=False))
+        if not self._inbox:
+            self._pick_up()
+            if not self._inbox:
+                if not self._sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+                    return None
+                self._pick_up()
+                if not self._inbox:
+                    return None
+        item = self._inbox.popleft()
+        if isinstance(item, ProtocolError):
+            raise item
+        return item
 
     def close(self) -> None:
         self._sock.close(0)

@@ -5,6 +5,8 @@ its results go back to the same identity. Only the I/O thread touches the
 ROUTER socket: chain threads encode their outputs into frames and append
 them to an outbox deque, then wake the I/O thread through a socket pair
 that the zmq poller watches (one wake-up byte per burst, not per message).
+An inline chain (``inline = true``) runs in the I/O thread itself: its
+outputs go to the outbox without a wake-up and leave after each receive batch.
 
 Vanished clients are detected three ways: ZMTP heartbeats make libzmq drop
 dead TCP peers; a socket monitor reports each disconnect with the file
@@ -32,6 +34,7 @@ from kmtr_stream.errors import KmtrError, ProtocolError
 from kmtr_stream.messages import WireMessage
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.session import State, StreamSession
+from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
 
 log = logging.getLogger("kmtr_stream.transport.zmq")
 
@@ -92,6 +95,7 @@ class ZmqServer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._io_ident: int | None = None
         self._seen: dict[bytes, float] = {}
         self._fd_of: dict[bytes, int] = {}
         self._id_of_fd: dict[int, bytes] = {}
@@ -136,7 +140,8 @@ class ZmqServer:
 
     def _post(self, identity: bytes, item: Any) -> None:
         self._outbox.append((identity, item))
-        self._wake()
+        if threading.get_ident() != self._io_ident:  # the I/O thread sends it on its own
+            self._wake()
 
     def _sender(self, identity: bytes) -> Any:
         def send(msg: WireMessage) -> None:
@@ -147,6 +152,7 @@ class ZmqServer:
 
     # -- I/O thread -----------------------------------------------------------
     def _main(self) -> None:
+        self._io_ident = threading.get_ident()
         ctx: zmq.Context[Any] = zmq.Context.instance()
         router = ctx.socket(zmq.ROUTER)
         monitor: zmq.Socket | None = None
@@ -208,7 +214,7 @@ class ZmqServer:
         """Handle up to _RECV_BATCH messages; True when the socket had no more."""
         for _ in range(_RECV_BATCH):
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(router, NOBLOCK)
             except zmq.Again:
                 return True
             self._on_message(frames)
@@ -330,7 +336,7 @@ class ZmqServer:
                     self._forget(identity, None)
             elif identity not in self._gone:
                 try:
-                    router.send_multipart([identity, *item], zmq.NOBLOCK, copy=False)
+                    send_frames(router, [identity, *item], NOBLOCK)
                 except zmq.Again:
                     # The peer's queue is full: keep the order, retry on the next round.
                     if not backlog:
