@@ -152,9 +152,11 @@ def _text(part: Buffer, what: str) -> str:
         raise ProtocolError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
 
 
-def _raw(arr: Any) -> memoryview:
-    """Flat byte view of an array: no copy when it is C-contiguous and non-empty."""
-    if arr.flags.c_contiguous and arr.size:
+def _raw(arr: Any) -> Buffer:
+    """Flat byte view of an array: no copy when it is C-contiguous; ``b""`` when empty."""
+    if not arr.size:
+        return b""
+    if arr.flags.c_contiguous:
         return memoryview(arr).cast("B")
     flat: Any = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
     return memoryview(flat)
@@ -170,7 +172,7 @@ def encode_parts(msg: WireMessage) -> tuple[int, list[Buffer]]:
         ProtocolError: the message cannot be encoded (wrong type, shape or size).
     """
     if isinstance(msg, ismrmrd.Acquisition):
-        return MessageId.ACQUISITION, _acquisition_parts(msg)
+        return MessageId.ACQUISITION, acquisition_parts(msg)
     if isinstance(msg, Result):
         return MessageId.RESULT, [encode_result(msg)]
     if isinstance(msg, ErrorReport):
@@ -201,7 +203,12 @@ def encode_parts(msg: WireMessage) -> tuple[int, list[Buffer]]:
     raise ProtocolError(f"{type(msg).__name__} is not a wire message")
 
 
-def _acquisition_parts(acq: ismrmrd.Acquisition) -> list[Buffer]:
+def acquisition_parts(acq: ismrmrd.Acquisition) -> list[Buffer]:
+    """Payload parts ``[header, trajectory, data]`` of one readout (arrays zero-copy).
+
+    Raises:
+        ProtocolError: the arrays disagree with the header.
+    """
     head = acq._head  # the ismrmrd serializer writes this same header object
     ns, nc, nd = head.number_of_samples, head.active_channels, head.trajectory_dimensions
     data, traj = acq.data, acq.traj
@@ -248,7 +255,7 @@ def decode_parts(msg_id: int, parts: Sequence[Buffer]) -> WireMessage:
             disagrees with what the message's header declares.
     """
     if msg_id == _ACQ and len(parts) == 3:  # the hot path: one readout
-        return _decode_acquisition(parts)
+        return decode_acquisition(*parts)
     return _decode_other(msg_id, parts)
 
 
@@ -261,7 +268,7 @@ def _decode_other(msg_id: int, parts: Sequence[Buffer]) -> WireMessage:
     for part in parts:
         check_size(len(part), f"{mid.name} part")
     if mid == _ACQ:
-        return _decode_acquisition(parts)
+        return decode_acquisition(*parts)
     if mid == MessageId.RESULT:
         return decode_result(parts[0])
     if mid == MessageId.ERROR:
@@ -282,8 +289,12 @@ def _decode_other(msg_id: int, parts: Sequence[Buffer]) -> WireMessage:
     return ConfigFile(_text(bytes(parts[0]).rstrip(b"\0"), "CONFIG_FILE name"))
 
 
-def _decode_acquisition(parts: Sequence[Buffer]) -> ismrmrd.Acquisition:
-    h, t, d = parts
+def decode_acquisition(h: Any, t: Any, d: Any) -> ismrmrd.Acquisition:
+    """One readout from its header, trajectory and data parts (any buffer-protocol objects).
+
+    Raises:
+        ProtocolError: a part's length disagrees with what the header implies.
+    """
     _expect_len(h, ACQ_HEADER_BYTES, "acquisition header")
     head = ismrmrd.AcquisitionHeader.from_buffer_copy(h)
     ns, nc, nd = head.number_of_samples, head.active_channels, head.trajectory_dimensions
@@ -292,9 +303,39 @@ def _decode_acquisition(parts: Sequence[Buffer]) -> ismrmrd.Acquisition:
         _expect_len(t, ns * nd * 4, "acquisition trajectory (samples x dims x 4)")
     if len(d) != ns * nc * 8:
         _expect_len(d, ns * nc * 8, "acquisition data (samples x channels x 8)")
-    traj = np.frombuffer(t, dtype=_F32).reshape(ns, nd)
+    traj = np.frombuffer(t, dtype=_F32).reshape(ns, nd) if nd else np.empty((ns, 0), _F32)
     data = np.frombuffer(d, dtype=_C64).reshape(nc, ns)
-    return ismrmrd.Acquisition(head, data, traj)
+    return _new_acquisition(head, data, traj)
+
+
+def _probe_acquisition_slots() -> bool:
+    """True when ``Acquisition.__init__`` only stores ``(head, data, traj)`` as checked here."""
+    head = ismrmrd.AcquisitionHeader()
+    data, traj = np.zeros((1, 1), _C64), np.zeros((1, 0), _F32)
+    probe = ismrmrd.Acquisition(head, data, traj)
+    fields = vars(probe)
+    return (
+        set(fields) == {"_head", "_Acquisition__data", "_Acquisition__traj"}
+        and fields["_head"] is head
+        and fields["_Acquisition__data"] is data
+        and fields["_Acquisition__traj"] is traj
+    )
+
+
+def _new_acquisition(
+    head: ismrmrd.AcquisitionHeader, data: np.ndarray, traj: np.ndarray
+) -> ismrmrd.Acquisition:
+    """``ismrmrd.Acquisition(head, data, traj)``, without its per-call closures when safe."""
+    if not _FAST_ACQ:
+        return ismrmrd.Acquisition(head, data, traj)
+    acq = _ACQ_NEW(ismrmrd.Acquisition)
+    # Exactly the attributes __init__ sets (checked once at import by _probe_acquisition_slots).
+    acq.__dict__.update(_head=head, _Acquisition__data=data, _Acquisition__traj=traj)
+    return acq
+
+
+_ACQ_NEW = object.__new__
+_FAST_ACQ = _probe_acquisition_slots()
 
 
 def _decode_image(parts: Sequence[Buffer]) -> ismrmrd.Image:

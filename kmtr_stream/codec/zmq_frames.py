@@ -23,9 +23,18 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+import ismrmrd
 import zmq
 
-from kmtr_stream.codec.parts import PART_COUNT, Buffer, decode_parts, encode_parts, known_id
+from kmtr_stream.codec.parts import (
+    PART_COUNT,
+    Buffer,
+    acquisition_parts,
+    decode_acquisition,
+    decode_parts,
+    encode_parts,
+    known_id,
+)
 from kmtr_stream.errors import ProtocolError
 from kmtr_stream.messages import WireMessage
 
@@ -36,6 +45,9 @@ _FIXED = struct.Struct("<4sHHH")
 MAX_PARTS = 16
 _LENGTHS = [struct.Struct(f"<{n}Q") for n in range(MAX_PARTS + 1)]
 _HEADERS = [struct.Struct(f"<4sHHH{n}Q") for n in range(MAX_PARTS + 1)]
+_ACQ_HEADER = _HEADERS[3]
+_ACQ_ID = 1008  # MessageId.ACQUISITION, as a plain int for the hot path
+_Acquisition = ismrmrd.Acquisition
 # zmq.Frame (recv_multipart(copy=False)) exposes its memory as .buffer.
 _Frame = zmq.Frame
 
@@ -48,6 +60,11 @@ def frame_header(msg_id: int, lengths: Sequence[int]) -> bytes:
 
 def encode_frames(msg: WireMessage) -> list[Buffer]:
     """Frames of one message: frame 0 header, then the non-empty payload parts (zero-copy views)."""
+    if type(msg) is _Acquisition:  # the hot path: one readout
+        head, traj, data = acquisition_parts(msg)
+        nt = len(traj)
+        h0 = _ACQ_HEADER.pack(MAGIC, ZMQ_FRAMING_VERSION, _ACQ_ID, 3, len(head), nt, len(data))
+        return [h0, head, traj, data] if nt else [h0, head, data]
     msg_id, parts = encode_parts(msg)
     lengths = [len(p) for p in parts]
     n = len(lengths)
@@ -93,6 +110,22 @@ def decode_frames(frames: Sequence[Any]) -> WireMessage:
     """
     if not frames:
         raise ProtocolError("empty multipart message")
+    nf = len(frames)
+    if (nf == 3 or nf == 4) and len(frames[0]) == _ACQ_HEADER.size:
+        # The hot path: one readout. zmq.Frame exports the buffer protocol, so
+        # struct, ctypes and np.frombuffer read the frames without .buffer views.
+        magic, version, msg_id, nparts, nh, nt, nd = _ACQ_HEADER.unpack_from(frames[0])
+        if (
+            msg_id == _ACQ_ID
+            and nparts == 3
+            and magic == MAGIC
+            and version == ZMQ_FRAMING_VERSION
+            and nf == (4 if nt else 3)
+            and len(frames[1]) == nh
+            and len(frames[-1]) == nd
+            and (not nt or len(frames[2]) == nt)
+        ):
+            return decode_acquisition(frames[1], frames[2] if nt else b"", frames[-1])
     payload = [f.buffer if type(f) is _Frame else f for f in frames]
     msg_id, lengths = parse_frame_header(payload.pop(0))
     if msg_id not in PART_COUNT:
