@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -203,3 +204,24 @@ def test_results_arrays_are_views_over_frames(zmq_server: ZmqServer) -> None:
         client.send_many([XmlHeader(XML), ismrmrd.Acquisition.from_array(data), Close()])
         (acq,) = acqs_of(client.receive_until_close(REPLY_TIMEOUT_S))
     assert np.array_equal(acq.data, data) and not acq.data.flags.owndata
+
+
+def test_inline_chain_runs_in_the_io_thread_and_returns_everything(
+    catalog: Any,
+) -> None:
+    spec = catalog.select("passthrough")
+    inline = dataclasses.replace(spec, name="inline", inline=True)
+    cat = type(catalog)({"passthrough": spec, "inline": inline}, default="passthrough")
+    acqs = make_acquisitions(n_slices=1)
+    with ZmqServer(cat, "tcp://127.0.0.1:0", close_timeout_s=10.0) as server:
+        with zmq_client(server) as client:
+            client.send(ConfigFile("inline"))
+            client.send(XmlHeader(XML))
+            client.send_many(acqs)
+            client.send(Close())
+            back = client.receive_until_close(REPLY_TIMEOUT_S)
+    assert errors(back) == []
+    got = acqs_of(back)
+    assert len(got) == len(acqs)
+    for a, b in zip(got, acqs, strict=True):
+        assert same_acquisition(a, b)

@@ -305,3 +305,59 @@ def test_outputs_yielded_before_a_failure_are_kept() -> None:
     assert isinstance(out[1], ErrorReport) and "half done" in out[1].message
     assert out[1].message_index == 0
     assert out[2:] == [Text("ok/a"), Text("ok/b")]
+
+
+def test_inline_chain_runs_in_the_submitting_thread() -> None:
+    TagGadget.log.clear()
+    body = (
+        '[[gadgets]]\nid = "t1"\ntype = "_test_tag"\n[gadgets.params]\ntag = "1"\n'
+        '[[gadgets]]\nid = "t2"\ntype = "_test_tag"\n[gadgets.params]\ntag = "2"\n'
+    )
+    spec = parse_chain_config("[chain]\ninline = true\n" + body, "inline.toml")
+    assert spec.inline
+    seen: list[tuple[Any, int]] = []
+    runner = ChainRunner(spec, emit=lambda m: seen.append((m, threading.get_ident())))
+    runner.start()
+    msgs: list[Any] = [XmlHeader(HEADER_XML), Text("a"), make_acquisition(0), Text("b")]
+    for m in msgs:
+        runner.submit(m)
+    # Outputs were emitted during submit(), in this thread: no worker thread, no queue.
+    assert [m for m, _ in seen] == [msgs[0], Text("a12"), msgs[2], Text("b12")]
+    assert {tid for _, tid in seen} == {threading.get_ident()}
+    assert not runner._workers[0].thread.is_alive()
+    assert runner.close(timeout=10)
+    assert TagGadget.log == [("t1", "flush"), ("t2", "flush")]
+    assert [m.text for m, _ in seen[4:]] == ["flushed t12", "flushed t2"]
+    stats = runner.stats()
+    assert stats["submitted"] == 4 and stats["emitted"] == 6
+    with pytest.raises(KmtrError, match="end of stream"):
+        runner.submit(Text("late"))
+
+
+def test_inline_chain_hands_off_to_a_new_thread_gadget() -> None:
+    body = (
+        '[[gadgets]]\nid = "t1"\ntype = "_test_tag"\n[gadgets.params]\ntag = "1"\n'
+        '[[gadgets]]\nid = "t2"\ntype = "_test_tag"\nnew_thread = true\n'
+        '[gadgets.params]\ntag = "2"\n'
+    )
+    spec = parse_chain_config("[chain]\ninline = true\n" + body, "inline.toml")
+    out, runner = run(spec, [Text(str(i)) for i in range(50)])
+    assert [m.text for m in out[:50]] == [f"{i}12" for i in range(50)]
+    assert [m.text for m in out[50:]] == ["flushed t12", "flushed t2"]
+    assert len(runner.stats()["queues"]) == 2
+
+
+def test_inline_chain_abort_calls_on_abort_and_refuses_more() -> None:
+    spec = parse_chain_config("[chain]\ninline = true\n" + TAG_HOLD, "inline.toml")
+    runner = ChainRunner(spec, emit=lambda m: None)
+    runner.start()
+    runner.submit(Text("a"))
+    runner.abort("client gone")
+    assert runner.close(timeout=1) is False
+    with pytest.raises(KmtrError, match="aborted"):
+        runner.submit(Text("b"))
+
+
+def test_inline_must_be_a_bool() -> None:
+    with pytest.raises(KmtrError, match="inline"):
+        parse_chain_config('[chain]\ninline = "yes"\n' + PASS, "bad.toml")
