@@ -41,6 +41,7 @@ from kmtr_stream.transport.catalog import ChainCatalog
 log = logging.getLogger("kmtr_stream.transport")
 
 _DATA_TYPES = (ismrmrd.Acquisition, ismrmrd.Image, ismrmrd.Waveform)
+_ACQUISITION = ismrmrd.Acquisition
 
 
 class State(Enum):
@@ -109,6 +110,14 @@ class StreamSession:
         """Process one decoded incoming message (may block on chain backpressure)."""
         index = self.received
         self.received += 1
+        runner = self.runner
+        if type(msg) is _ACQUISITION and runner is not None and self.state is State.OPEN:
+            # The hot path (one readout mid-stream): what _dispatch would decide anyway.
+            try:
+                runner.submit(msg, index)
+            except KmtrError as exc:
+                self.fail(exc, index)
+            return
         if isinstance(msg, Close):
             self.client_closed = True
             if self.state is State.OPEN:
