@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import ismrmrd
 import numpy as np
 import pytest
 
 from kmtr_stream.chain.config import load_chain_config, parse_chain_config
+from kmtr_stream.messages import ErrorReport
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.mrd_server import MrdServer
 from kmtr_stream.transport.zmq_server import ZmqServer
@@ -152,3 +154,13 @@ def same_acquisition(a: ismrmrd.Acquisition, b: ismrmrd.Acquisition) -> bool:
         and a.data.tobytes() == b.data.tobytes()
         and a.traj.tobytes() == b.traj.tobytes()
     )
+
+
+def errors(msgs: list[Any]) -> list[ErrorReport]:
+    """The ERROR replies among ``msgs``."""
+    return [m for m in msgs if isinstance(m, ErrorReport)]
+
+
+def acqs_of(msgs: list[Any]) -> list[ismrmrd.Acquisition]:
+    """The acquisitions among ``msgs``."""
+    return [m for m in msgs if isinstance(m, ismrmrd.Acquisition)]

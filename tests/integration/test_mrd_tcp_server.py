@@ -7,19 +7,20 @@ import socket
 import struct
 import threading
 from pathlib import Path
-from typing import Any
 
 import ismrmrd
 import pytest
 from ismrmrd import serialization as ser
 
 from kmtr_stream.codec.stream import encode_stream
-from kmtr_stream.messages import Close, ConfigFile, ErrorReport, XmlHeader
+from kmtr_stream.messages import Close, ConfigFile, XmlHeader
 from kmtr_stream.transport.client import MrdStreamClient, StreamClient
 from kmtr_stream.transport.dataset_io import read_dataset, stream_dataset
 from kmtr_stream.transport.mrd_server import MrdServer
 from tests.integration.conftest import (
     REPLY_TIMEOUT_S,
+    acqs_of,
+    errors,
     make_acquisitions,
     make_header_xml,
     same_acquisition,
@@ -33,14 +34,6 @@ def mrd_client(url: str) -> MrdStreamClient:
     client = StreamClient.connect(url)
     assert isinstance(client, MrdStreamClient)
     return client
-
-
-def errors(msgs: list[Any]) -> list[ErrorReport]:
-    return [m for m in msgs if isinstance(m, ErrorReport)]
-
-
-def acqs_of(msgs: list[Any]) -> list[ismrmrd.Acquisition]:
-    return [m for m in msgs if isinstance(m, ismrmrd.Acquisition)]
 
 
 def test_recorded_dataset_comes_back_bit_identical(

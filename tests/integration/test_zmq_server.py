@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from kmtr_stream.codec.zmq_frames import encode_frames, frame_header
-from kmtr_stream.messages import Close, ConfigFile, ErrorReport, Text, XmlHeader
+from kmtr_stream.messages import Close, ConfigFile, Text, XmlHeader
 from kmtr_stream.transport.client import StreamClient, ZmqStreamClient
 from kmtr_stream.transport.dataset_io import read_dataset, stream_dataset
 from kmtr_stream.transport.zmq_server import ZmqServer
 from tests.integration.conftest import (
     REPLY_TIMEOUT_S,
+    acqs_of,
+    errors,
     make_acquisitions,
     make_header_xml,
     same_acquisition,
@@ -32,14 +34,6 @@ def zmq_client(server: ZmqServer) -> ZmqStreamClient:
     client = StreamClient.connect(server.endpoint)
     assert isinstance(client, ZmqStreamClient)
     return client
-
-
-def errors(msgs: list[Any]) -> list[ErrorReport]:
-    return [m for m in msgs if isinstance(m, ErrorReport)]
-
-
-def acqs_of(msgs: list[Any]) -> list[ismrmrd.Acquisition]:
-    return [m for m in msgs if isinstance(m, ismrmrd.Acquisition)]
 
 
 def test_recorded_dataset_comes_back_bit_identical(
