@@ -105,15 +105,18 @@ def run_chain(
     return len(acqs) / dt
 
 
-def run_bare(ports: tuple[int, int], frames: list[Any], n: int) -> float:
+def _push_pull_pair() -> tuple[Any, Any]:
     ctx: zmq.Context[Any] = zmq.Context.instance()
     push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
     for s in (push, pull):
         s.linger = 0
         s.sndhwm = s.rcvhwm = 100_000
-    push.connect(f"tcp://127.0.0.1:{ports[0]}")
-    pull.connect(f"tcp://127.0.0.1:{ports[1]}")
-    time.sleep(0.2)  # let both connections settle before timing
+    return push, pull
+
+
+def _time_push_pull(push: Any, pull: Any, frames: list[Any], n: int) -> float:
+    """Readouts/s: a sender thread pushes ``n`` messages while this thread pulls them."""
+    time.sleep(0.2)  # let the connections settle before timing
     t0 = time.perf_counter()
 
     def send() -> None:
@@ -129,33 +132,22 @@ def run_bare(ports: tuple[int, int], frames: list[Any], n: int) -> float:
     push.close(0)
     pull.close(0)
     return n / dt
+
+
+def run_bare(ports: tuple[int, int], frames: list[Any], n: int) -> float:
+    """PUSH -> relay process -> PULL: the chain's topology without codec or chain."""
+    push, pull = _push_pull_pair()
+    push.connect(f"tcp://127.0.0.1:{ports[0]}")
+    pull.connect(f"tcp://127.0.0.1:{ports[1]}")
+    return _time_push_pull(push, pull, frames, n)
 
 
 def run_bare_direct(frames: list[Any], n: int) -> float:
     """PUSH -> PULL in this process (sender thread, receiving loop), no relay."""
-    ctx: zmq.Context[Any] = zmq.Context.instance()
-    push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
-    for s in (push, pull):
-        s.linger = 0
-        s.sndhwm = s.rcvhwm = 100_000
+    push, pull = _push_pull_pair()
     port = pull.bind_to_random_port("tcp://127.0.0.1")
     push.connect(f"tcp://127.0.0.1:{port}")
-    time.sleep(0.2)
-    t0 = time.perf_counter()
-
-    def send() -> None:
-        for _ in range(n):
-            push.send_multipart(frames, copy=False)
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    for _ in range(n):
-        pull.recv_multipart(copy=False)
-    sender.join()
-    dt = time.perf_counter() - t0
-    push.close(0)
-    pull.close(0)
-    return n / dt
+    return _time_push_pull(push, pull, frames, n)
 
 
 def main() -> None:
