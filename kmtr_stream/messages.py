@@ -15,6 +15,8 @@ from typing import Any
 import ismrmrd
 import numpy as np
 
+from kmtr_stream.backend import to_numpy
+
 
 class MessageId(IntEnum):
     """MRD streaming-protocol message ids (uint16 on the wire)."""
@@ -154,7 +156,7 @@ class SliceKSpace:
     @property
     def lines_used(self) -> int:
         """Number of phase-encode lines that contributed."""
-        return int(np.asarray(self.mask.get() if hasattr(self.mask, "get") else self.mask).sum())
+        return int(to_numpy(self.mask).sum())
 
 
 @dataclass
