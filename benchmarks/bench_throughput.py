@@ -1,18 +1,28 @@
-"""End-to-end readout throughput over ZeroMQ, against a bare pyzmq loop (prints figures).
+"""End-to-end readout throughput over ZeroMQ, against bare pyzmq loops (prints figures).
 
-Chain: client (StreamClient, encodes Acquisitions) -> ZeroMQ -> ZmqServer with
-the pass-through chain (another process) -> back to the client, which decodes
-every readout. It runs twice: ``configs/passthrough.toml`` as written (one
-chain worker thread behind a queue) and the same chain with ``inline = true``
-(gadgets in the server's I/O thread). Bare: the same frames through a
-PUSH -> PULL/PUSH relay (another process) -> PULL loop, with no codec and no
-chain; it moves the same bytes along the same topology in the same run. An
-extra line gives a bare PUSH -> PULL loop without the relay (one process).
-Medians of a few repeats.
+Chain: client (StreamClient: encodes Acquisitions, decodes every reply) ->
+ZeroMQ -> ZmqServer with the pass-through chain (another process) -> back to
+the client. Each readout crosses loopback twice. The chain runs as
+``configs/passthrough.toml`` is written (one worker thread behind a queue)
+and with ``inline = true``, each way sending
+
+* one ZeroMQ message per readout (``send_many(pack=1)``: how a live scanner
+  feed that yields one readout per TR goes out), and
+* packed messages of ``--pack`` readouts (``send_many(pack=N)``: a recorded
+  dataset, or any burst already in hand); the server packs its replies the
+  same way whenever several are waiting.
+
+Bare: the same frames through a PUSH -> PULL/PUSH relay (another process) ->
+PULL loop with no codec and no chain, once per readout message and once with
+the packed messages the chain client sends: the same bytes along the same
+topology in the same run. An extra line gives a PUSH -> PULL loop without
+the relay (one hop, one process). Medians of the repeats; the runs of one
+repeat are interleaved so that drifts in machine speed hit all of them alike.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_throughput.py [--readouts 20000] [--repeats 3]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_throughput.py \
+        [--readouts 20000] [--repeats 5] [--pack 16]
 """
 
 from __future__ import annotations
@@ -87,20 +97,26 @@ def _bare_relay(port_q: Any, stop_ev: Any) -> None:
 
 # -- clients (this process) ------------------------------------------------------
 def run_chain(
-    endpoint: str, acqs: list[ismrmrd.Acquisition], xml: str, chain: str = "passthrough"
+    endpoint: str,
+    acqs: list[ismrmrd.Acquisition],
+    xml: str,
+    chain: str = "passthrough",
+    pack: int = 1,
 ) -> float:
+    """Readouts/s: stream ``acqs`` through ``chain`` and count the readouts that come back."""
     from kmtr_stream.messages import Close, ConfigFile, XmlHeader
     from kmtr_stream.transport.client import StreamClient
 
     t0 = time.perf_counter()
+    got = 0
     with StreamClient.connect(endpoint) as client:
         client.send(ConfigFile(chain))
         client.send(XmlHeader(xml))
-        client.send_many(acqs)
+        client.send_many(acqs, pack=pack)
         client.send(Close())
-        back = client.receive_until_close(120.0)
+        for msg in client.replies(120.0):  # counted, not kept (as the bare loop does)
+            got += type(msg) is ismrmrd.Acquisition
     dt = time.perf_counter() - t0
-    got = sum(isinstance(m, ismrmrd.Acquisition) for m in back)
     assert got == len(acqs), f"{got} of {len(acqs)} readouts came back"
     return len(acqs) / dt
 
@@ -153,17 +169,22 @@ def run_bare_direct(frames: list[Any], n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readouts", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--pack", type=int, default=16, help="readouts per packed message")
     args = parser.parse_args()
 
     from kmtr_stream.codec.zmq_frames import encode_frames
-    acqs = make_readouts(args.readouts)
+    from kmtr_stream.codec.zmq_packed import pack_frames
+
+    n, k = args.readouts, args.pack
+    acqs = make_readouts(n)
     xml = ismrmrd.xsd.ismrmrdHeader(
         experimentalConditions=ismrmrd.xsd.experimentalConditionsType(
             H1resonanceFrequency_Hz=63_500_000),
         encoding=[],
     ).toXML()
     frames = [bytes(f) for f in encode_frames(acqs[0])]
+    packed = [bytes(f) for f in pack_frames([encode_frames(a) for a in acqs[:k]])]
     ctx = mp.get_context("spawn")
     q, stop = ctx.Queue(), ctx.Event()
     procs = [ctx.Process(target=_chain_server, args=(q, stop)),
@@ -172,35 +193,40 @@ def main() -> None:
     endpoint = q.get(timeout=60)
     procs[1].start()
     ports = q.get(timeout=60)
-    chain: list[float] = []
-    inline: list[float] = []
-    bare: list[float] = []
-    direct: list[float] = []
+    runs: dict[str, Any] = {
+        "bare relay, 1 readout/message": lambda: run_bare(ports, frames, n),
+        f"bare relay, {k} readouts/message": lambda: k * run_bare(ports, packed, n // k),
+        "chain worker thread, unpacked": lambda: run_chain(endpoint, acqs, xml),
+        "chain inline, unpacked": lambda: run_chain(endpoint, acqs, xml, INLINE),
+        f"chain worker thread, pack {k}": lambda: run_chain(endpoint, acqs, xml, pack=k),
+        f"chain inline, pack {k}": lambda: run_chain(endpoint, acqs, xml, INLINE, k),
+        "bare PUSH->PULL, no relay, 1/message": lambda: run_bare_direct(frames, n),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in runs}
     try:
-        run_chain(endpoint, acqs[:1000], xml)  # warm-up
-        run_chain(endpoint, acqs[:1000], xml, INLINE)
+        for chain in ("passthrough", INLINE):  # warm-up
+            run_chain(endpoint, acqs[:2000], xml, chain)
+            run_chain(endpoint, acqs[:2000], xml, chain, k)
         for _ in range(args.repeats):
-            bare.append(run_bare(ports, frames, args.readouts))
-            chain.append(run_chain(endpoint, acqs, xml))
-            inline.append(run_chain(endpoint, acqs, xml, INLINE))
-            direct.append(run_bare_direct(frames, args.readouts))
+            for name, fn in runs.items():
+                rates[name].append(fn())
     finally:
         stop.set()
         for p in procs:
             p.join(10)
-    mb = sum(len(f) for f in frames) / 1e6
-    c, b = statistics.median(chain), statistics.median(bare)
-    i, d = statistics.median(inline), statistics.median(direct)
-    print(f"readouts: {args.readouts} x {COILS} coils x {SAMPLES} samples complex64 "
-          f"({mb * 1e3:.1f} kB each, {len(frames)} frames), {args.repeats} repeats, medians")
-    print(f"bare pyzmq PUSH->relay->PULL    : {b:10,.0f} readouts/s  ({b * mb:7.1f} MB/s)")
-    print(f"chain, worker thread (default)  : {c:10,.0f} readouts/s  ({c * mb:7.1f} MB/s)")
-    print(f"chain, inline = true            : {i:10,.0f} readouts/s  ({i * mb:7.1f} MB/s)")
-    print(f"chain / bare (worker thread)    : {c / b:10.1%}")
-    print(f"chain / bare (inline)           : {i / b:10.1%}")
-    print(f"extra: bare PUSH->PULL, no relay: {d:10,.0f} readouts/s  ({d * mb:7.1f} MB/s)")
-    for label, xs in (("bare", bare), ("chain", chain), ("inline", inline), ("direct", direct)):
-        print(f"all repeats {label:6s}:", ", ".join(f"{x:,.0f}" for x in xs))
+    med = {name: statistics.median(xs) for name, xs in rates.items()}
+    kb = sum(len(f) for f in frames) / 1e3
+    print(f"readouts: {n} x {COILS} coils x {SAMPLES} samples complex64 ({kb:.1f} kB on the "
+          f"wire each), each to the server and back; {args.repeats} repeats, medians")
+    for name, rate in med.items():
+        print(f"{name:38s}: {rate:10,.0f} readouts/s  ({rate * kb / 1e3:7.1f} MB/s one way)")
+    bare1, barek = med["bare relay, 1 readout/message"], med[f"bare relay, {k} readouts/message"]
+    for name in runs:
+        if name.startswith("chain"):
+            print(f"{name:38s}: {med[name] / bare1:6.1%} of bare 1/message, "
+                  f"{med[name] / barek:6.1%} of bare {k}/message")
+    for name, xs in rates.items():
+        print(f"all repeats, {name}:", ", ".join(f"{x:,.0f}" for x in xs))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ with ``send_multipart(copy=False)`` and come back as ``np.frombuffer`` views
 over the received frame buffers, without copies. A part of length 0 (e.g. the
 trajectory of a readout without one) is listed in frame 0 but sent as no
 frame at all: the frames that follow are exactly the parts with a non-zero
-length, in order (framing version 2; version 1 sent empty frames).
+length, in order (since framing version 2; version 1 sent empty frames).
+Version 3 adds packed messages (id 0, see ``codec.zmq_packed``): several
+messages in one frame, for bursts.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from kmtr_stream.errors import ProtocolError
 from kmtr_stream.messages import WireMessage
 
 MAGIC = b"KMTR"
-ZMQ_FRAMING_VERSION = 2
+ZMQ_FRAMING_VERSION = 3
 _FIXED = struct.Struct("<4sHHH")
 #: More payload frames than any message type has; bounds the header size.
 MAX_PARTS = 16

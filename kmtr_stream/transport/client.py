@@ -19,13 +19,14 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 import zmq
 
 from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
 from kmtr_stream.codec.zmq_frames import decode_frames, encode_frames
+from kmtr_stream.codec.zmq_packed import pack_frames, split_message
 from kmtr_stream.errors import KmtrError, ProtocolError
 from kmtr_stream.messages import Close, WireMessage
 from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
@@ -78,38 +79,82 @@ class StreamClient:
         """Send one message (blocks while the transport's buffers are full)."""
         raise NotImplementedError
 
-    def send_many(self, messages: Iterable[WireMessage]) -> int:
-        """Send every message in order; returns how many were sent."""
+    def send_many(self, messages: Iterable[WireMessage], *, pack: int = 1) -> int:
+        """Send every message in order; returns how many were sent.
+
+        ``pack > 1`` sends up to ``pack`` consecutive messages in one transport
+        write (one packed ZeroMQ message, or one socket write on MRD/TCP): for
+        data already in hand, such as a recorded dataset. A message then waits
+        until ``pack`` are collected, so a live feed that yields readouts one TR
+        apart should keep the default of 1.
+        """
+        if pack <= 1:
+            n = 0
+            for msg in messages:
+                self.send(msg)
+                n += 1
+            return n
         n = 0
+        group: list[WireMessage] = []
+        for msg in messages:
+            group.append(msg)
+            if len(group) == pack:
+                self._send_group(group)
+                n += len(group)
+                group = []
+        if group:
+            self._send_group(group)
+            n += len(group)
+        return n
+
+    def _send_group(self, messages: list[WireMessage]) -> None:
+        """Send ``messages`` in one transport write."""
         for msg in messages:
             self.send(msg)
-            n += 1
-        return n
 
     def receive(self, timeout_s: float) -> WireMessage | None:
         """The next incoming message, or None when none arrived within ``timeout_s``."""
         raise NotImplementedError
 
-    def receive_until_close(self, timeout_s: float = 60.0) -> list[WireMessage]:
-        """Everything the server sends up to its CLOSE (not included).
+    def replies(self, timeout_s: float = 60.0) -> Iterator[WireMessage]:
+        """Yield what the server sends, as it arrives, up to its CLOSE (not yielded).
+
+        Nothing is kept, so a long stream's replies can be written out or
+        counted without holding them all in memory.
 
         Raises:
             ClientTimeoutError: CLOSE did not arrive within ``timeout_s`` overall.
             ProtocolError: the server sent something undecodable.
         """
         deadline = time.monotonic() + timeout_s
-        out: list[WireMessage] = []
+        n = 0
         while True:
             left = deadline - time.monotonic()
             msg = self.receive(max(0.0, left)) if left > 0 else None
             if msg is None:
                 raise ClientTimeoutError(
-                    f"{self.url}: no CLOSE within {timeout_s:g} s ({len(out)} messages received)",
-                    out,
+                    f"{self.url}: no CLOSE within {timeout_s:g} s ({n} messages received)", []
                 )
             if isinstance(msg, Close):
-                return out
-            out.append(msg)
+                return
+            n += 1
+            yield msg
+
+    def receive_until_close(self, timeout_s: float = 60.0) -> list[WireMessage]:
+        """Everything the server sends up to its CLOSE (not included).
+
+        Raises:
+            ClientTimeoutError: CLOSE did not arrive within ``timeout_s`` overall;
+                its ``received`` holds what did arrive.
+            ProtocolError: the server sent something undecodable.
+        """
+        out: list[WireMessage] = []
+        try:
+            for msg in self.replies(timeout_s):
+                out.append(msg)
+        except ClientTimeoutError as exc:
+            raise ClientTimeoutError(str(exc), out) from None
+        return out
 
     def close(self) -> None:
         """Release the connection (does not send CLOSE)."""
@@ -147,6 +192,16 @@ class ZmqStreamClient(StreamClient):
         if self._sent & 63 == 0:
             self._pick_up()
 
+    def _send_group(self, messages: list[WireMessage]) -> None:
+        frames = [encode_frames(msg) for msg in messages]
+        if len(frames) > 1:
+            send_frames(self._sock, pack_frames(frames), copy=True)
+        else:
+            send_frames(self._sock, frames[0])
+        before, self._sent = self._sent, self._sent + len(messages)
+        if before // 64 != self._sent // 64:  # as often as send() would
+            self._pick_up()
+
     def send_frames(self, frames: list[Any]) -> None:
         """Send raw frames (e.g. hand-built, for protocol tests)."""
         self._sock.send_multipart(frames, copy=False)
@@ -159,10 +214,14 @@ class ZmqStreamClient(StreamClient):
                 frames = recv_frames(sock, NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                inbox.append(decode_frames(frames))
-            except ProtocolError as exc:
-                inbox.append(exc)
+            messages, fault = split_message(frames)
+            for inner in messages:
+                try:
+                    inbox.append(decode_frames(inner))
+                except ProtocolError as exc:
+                    inbox.append(exc)
+            if fault is not None:
+                inbox.append(fault)
 
     def receive(self, timeout_s: float) -> WireMessage | None:
         if not self._inbox:
@@ -208,8 +267,14 @@ class MrdStreamClient(StreamClient):
             self._inbox.put(exc)
 
     def send(self, msg: WireMessage) -> None:
+        self._sendall(b"".join(encode_stream_parts(msg)))
+
+    def _send_group(self, messages: list[WireMessage]) -> None:
+        self._sendall(b"".join(part for msg in messages for part in encode_stream_parts(msg)))
+
+    def _sendall(self, data: bytes) -> None:
         try:
-            self._sock.sendall(b"".join(encode_stream_parts(msg)))
+            self._sock.sendall(data)
         except OSError as exc:
             raise KmtrError(f"{self.url}: send failed: {exc}") from None
 

@@ -24,8 +24,15 @@ SNDMORE = int(zmq.SNDMORE)
 NOBLOCK = int(zmq.NOBLOCK)
 
 
-def send_frames(sock: zmq.Socket, frames: Sequence[Any], flags: int = 0) -> None:
+def send_frames(
+    sock: zmq.Socket, frames: Sequence[Any], flags: int = 0, copy: bool = False
+) -> None:
     """Send ``frames`` (bytes-like or ``zmq.Frame``) as one multipart message.
+
+    ``copy=False`` lets pyzmq send frames of 64 kB and more without copying,
+    at the price of a hand-off to its garbage-collector thread (which must
+    take the GIL) when libzmq is done with the buffer. For a buffer built just
+    to be sent, such as a packed frame, ``copy=True`` is cheaper.
 
     Raises:
         zmq.Again: ``flags`` has NOBLOCK and the peer's queue is full (nothing was sent).
@@ -34,8 +41,8 @@ def send_frames(sock: zmq.Socket, frames: Sequence[Any], flags: int = 0) -> None
     last = len(frames) - 1
     more = flags | SNDMORE
     for i in range(last):
-        _SEND(sock, frames[i], more, False)
-    _SEND(sock, frames[last], flags, False)
+        _SEND(sock, frames[i], more, copy)
+    _SEND(sock, frames[last], flags, copy)
 
 
 def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[zmq.Frame]:

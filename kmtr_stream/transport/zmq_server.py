@@ -22,6 +22,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,21 @@ from zmq.utils.monitor import parse_monitor_message
 
 from kmtr_stream.codec.parts import known_id
 from kmtr_stream.codec.zmq_frames import decode_frames, encode_frames, parse_frame_header
+from kmtr_stream.codec.zmq_packed import pack_frames, split_message
 from kmtr_stream.errors import KmtrError, ProtocolError
 from kmtr_stream.messages import WireMessage
 from kmtr_stream.transport.catalog import ChainCatalog
+from kmtr_stream.transport.fd_owners import FdOwners
 from kmtr_stream.transport.session import State, StreamSession
 from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
 
 log = logging.getLogger("kmtr_stream.transport.zmq")
 
 _ENDED = object()  # outbox marker: a session's stream is over
+
+
+class _Packed(list[Any]):
+    """Frames of a packed message, built here to be sent: sent with copy=True."""
 #: Messages read per poll round before outputs and monitor events get a turn.
 _RECV_BATCH = 512
 #: Identities of vanished connections remembered, to drop their stragglers.
@@ -56,6 +63,9 @@ class ZmqServer:
         heartbeat_timeout_ms: drop a peer that answers no heartbeat for this long.
         close_timeout_s: how long a chain's end-of-stream flush may take.
         trace: ``--trace`` file stem (one file per connection) or None.
+        pack_max: outputs for one connection that are already waiting go out
+            packed, up to this many per ZeroMQ message (1: never pack).
+        pack_bytes: stop adding to a packed message once it holds this many bytes.
 
     Example::
 
@@ -77,6 +87,8 @@ class ZmqServer:
         heartbeat_timeout_ms: int = 5000,
         close_timeout_s: float = 60.0,
         trace: str | Path | None = None,
+        pack_max: int = 16,
+        pack_bytes: int = 1 << 20,
     ) -> None:
         self.catalog = catalog
         self._bind = endpoint
@@ -85,6 +97,8 @@ class ZmqServer:
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.close_timeout_s = close_timeout_s
         self.trace = trace
+        self.pack_max = pack_max
+        self.pack_bytes = pack_bytes
         self.endpoint = ""
         self.sessions: dict[bytes, StreamSession] = {}
         self._outbox: collections.deque[tuple[bytes, Any]] = collections.deque()
@@ -97,9 +111,7 @@ class ZmqServer:
         self._thread: threading.Thread | None = None
         self._io_ident: int | None = None
         self._seen: dict[bytes, float] = {}
-        self._fd_of: dict[bytes, int] = {}
-        self._id_of_fd: dict[int, bytes] = {}
-        self._stale_disconnects: collections.Counter[int] = collections.Counter()
+        self._fds = FdOwners()
         self._gone: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._next_number = 0
 
@@ -229,21 +241,25 @@ class ZmqServer:
         if session is None:
             session = self._open(identity, ident_frame)
         self._seen[identity] = time.monotonic()
-        body = frames[1:]
-        try:
-            msg = decode_frames(body)
-        except ProtocolError as exc:
-            session.decode_failed(exc, skippable=self._unknown_id(body))
-        else:
-            session.handle(msg)
+        messages, fault = split_message(frames[1:])
+        for body in messages:
+            try:
+                msg = decode_frames(body)
+            except ProtocolError as exc:
+                session.decode_failed(exc, skippable=self._unknown_id(body))
+            else:
+                session.handle(msg)
+        if fault is not None:
+            session.decode_failed(fault, skippable=False)
         if session.state is State.ENDED and session.client_closed:
             self._forget(identity, None)
 
     @staticmethod
-    def _unknown_id(body: list[zmq.Frame]) -> bool:
+    def _unknown_id(body: Sequence[Any]) -> bool:
         """True when frame 0 is sound but names an unknown id (safe to skip on ZeroMQ)."""
         try:
-            msg_id, _ = parse_frame_header(body[0].buffer) if body else (0, ())
+            head = getattr(body[0], "buffer", body[0]) if body else b""
+            msg_id, _ = parse_frame_header(head) if body else (0, ())
             known_id(msg_id)
         except ProtocolError as exc:
             return str(exc).startswith("unknown message id")
@@ -267,14 +283,9 @@ class ZmqServer:
         except (zmq.ZMQError, ValueError, TypeError):
             fd = -1
         if fd >= 0:
-            old = self._id_of_fd.get(fd)
-            if old is not None and old != identity:
-                # The fd was reused: the old connection is gone, and its DISCONNECTED
-                # event (still queued) must not hit the new owner of the fd.
-                self._stale_disconnects[fd] += 1
+            old = self._fds.opened(identity, fd)
+            if old is not None:
                 self._forget(old, "connection closed (its socket was reused)")
-            self._id_of_fd[fd] = identity
-            self._fd_of[identity] = fd
         log.info("connection %s opened", cid)
         return session
 
@@ -286,20 +297,13 @@ class ZmqServer:
                 return
             if event["event"] != zmq.EVENT_DISCONNECTED:
                 continue
-            fd = int(event["value"])
-            if self._stale_disconnects[fd] > 0:
-                self._stale_disconnects[fd] -= 1
-                continue
-            identity = self._id_of_fd.get(fd)
+            identity = self._fds.disconnected(int(event["value"]))
             if identity is not None:
                 self._forget(identity, "client disconnected")
 
     def _forget(self, identity: bytes, reason: str | None) -> None:
         """Drop a connection; with a reason, abort its chain if the stream was not over."""
         session = self.sessions.pop(identity, None)
-        fd = self._fd_of.pop(identity, None)
-        if fd is not None and self._id_of_fd.get(fd) == identity:
-            del self._id_of_fd[fd]
         self._seen.pop(identity, None)
         if reason is not None:
             self._gone[identity] = None
@@ -328,25 +332,45 @@ class ZmqServer:
         self, router: zmq.Socket, backlog: collections.deque[tuple[bytes, Any]]
     ) -> None:
         outbox = self._outbox
-        while backlog or outbox:
-            identity, item = backlog[0] if backlog else outbox[0]
+        while True:
+            if backlog:
+                identity, item = backlog.popleft()
+            elif outbox:
+                identity, item = outbox.popleft()
+                if self.pack_max > 1 and outbox and item is not _ENDED:
+                    item = self._gather(identity, item)
+            else:
+                return
             if item is _ENDED:
                 session = self.sessions.get(identity)
                 if session is not None and (session.client_closed or session.aborted):
                     self._forget(identity, None)
-            elif identity not in self._gone:
-                try:
-                    send_frames(router, [identity, *item], NOBLOCK)
-                except zmq.Again:
-                    # The peer's queue is full: keep the order, retry on the next round.
-                    if not backlog:
-                        backlog.append(outbox.popleft())
-                    return
-                except zmq.ZMQError as exc:
-                    if exc.errno != zmq.EHOSTUNREACH:
-                        raise
-                    self._forget(identity, "client unreachable while sending results")
-            if backlog:
-                backlog.popleft()
-            else:
-                outbox.popleft()
+                continue
+            if identity in self._gone:
+                continue
+            try:
+                send_frames(router, [identity, *item], NOBLOCK, copy=type(item) is _Packed)
+            except zmq.Again:
+                # The peer's queue is full: keep the order, retry on the next round.
+                backlog.appendleft((identity, item))
+                return
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EHOSTUNREACH:
+                    raise
+                self._forget(identity, "client unreachable while sending results")
+
+    def _gather(self, identity: bytes, frames: list[Any]) -> list[Any]:
+        """``frames`` plus the same connection's next waiting outputs, packed into one message.
+
+        Only outputs already in the outbox are taken, so packing adds no wait.
+        """
+        outbox, group = self._outbox, [frames]
+        size = sum(len(f) for f in frames)
+        while outbox and len(group) < self.pack_max and size < self.pack_bytes:
+            nxt_identity, nxt = outbox[0]
+            if nxt_identity != identity or nxt is _ENDED:
+                break
+            group.append(nxt)
+            size += sum(len(f) for f in nxt)
+            outbox.popleft()
+        return _Packed(pack_frames(group)) if len(group) > 1 else frames
