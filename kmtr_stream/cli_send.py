@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset-name", default="dataset", help="HDF5 group of the dataset")
     parser.add_argument("--timeout-s", type=float, default=120.0,
                         help="how long to wait for the server's CLOSE")
+    parser.add_argument("--pack", type=int, default=16,
+                        help="messages per ZeroMQ message / socket write (1: one each)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = stream_dataset(args.dataset, args.to, args.out, config=args.config,
-                                 dataset_name=args.dataset_name, timeout_s=args.timeout_s)
+                                 dataset_name=args.dataset_name, timeout_s=args.timeout_s,
+                                 pack=args.pack)
     except KmtrError as exc:
         log.error("%s", exc)
         return 2

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-stage timing trace: FILE.jsonl becomes FILE.<connection>.jsonl")
     parser.add_argument("--idle-timeout-s", type=float, default=120.0,
                         help="abort a ZeroMQ stream after this long without a message")
+    parser.add_argument("--zmq-pack", type=int, default=16,
+                        help="replies already waiting for one ZeroMQ client go out packed, up "
+                             "to this many per message (1: never pack)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.zmq.lower() != "none":
             servers.append(ZmqServer(catalog, args.zmq, idle_timeout_s=args.idle_timeout_s,
-                                     trace=args.trace))
+                                     trace=args.trace, pack_max=args.zmq_pack))
         if args.mrd.lower() != "none":
             servers.append(MrdServer(catalog, args.mrd, trace=args.trace))
         if not servers:

@@ -85,7 +85,8 @@ def stream_scan(
         if chain is not None:
             client.send(ConfigFile(chain))
         client.send(XmlHeader(scan.xml(cfg)))
-        report.sent = 1 + client.send_many(acqs)
+        # Unpaced, the whole scan is in hand: pack it; paced, each readout leaves at once.
+        report.sent = 1 + client.send_many(acqs, pack=1 if pace else 16)
         client.send(Close())
         t_end = time.perf_counter()
         report.send_s = t_end - t0

@@ -32,6 +32,8 @@ from kmtr_stream.messages import Close, WireMessage
 from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
 
 ZMQ_SCHEMES = ("tcp", "zmq")
+#: Messages a ZeroMQ client queues before a send waits (a packed message counts once).
+SNDHWM = 64
 C = TypeVar("C", bound="StreamClient")
 MRD_SCHEME = "mrd"
 
@@ -170,24 +172,32 @@ class ZmqStreamClient(StreamClient):
     """DEALER client of the ZeroMQ endpoint.
 
     Sending also picks up replies that are already waiting, so a long
-    ``send_many`` never lets the server's output queue up unread. Replies are
-    taken in batches (everything waiting, without blocking) and handed out
-    one by one; a reply that does not decode is raised by ``receive`` in its
-    place in the order.
+    ``send_many`` never lets the server's output queue up unread; while the
+    outgoing queue is full (``sndhwm`` messages, then the server's own limit)
+    a send waits for room and takes in replies meanwhile, so both directions
+    keep moving with a bounded amount of data in flight. Replies are taken
+    in batches (everything waiting, without blocking) and handed out one by
+    one; a reply that does not decode is raised by ``receive`` in its place
+    in the order.
     """
 
-    def __init__(self, endpoint: str, context: zmq.Context | None = None) -> None:
+    def __init__(
+        self, endpoint: str, context: zmq.Context | None = None, sndhwm: int = SNDHWM
+    ) -> None:
         self.url = endpoint
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.linger = 0
-        self._sock.sndhwm = self._sock.rcvhwm = 100_000
+        self._sock.sndhwm = sndhwm
+        self._sock.rcvhwm = 100_000
         self._sock.connect(endpoint)
         self._inbox: deque[WireMessage | ProtocolError] = deque()
         self._sent = 0
+        self._poller = zmq.Poller()
+        self._poller.register(self._sock, zmq.POLLIN | zmq.POLLOUT)
 
     def send(self, msg: WireMessage) -> None:
-        send_frames(self._sock, encode_frames(msg))
+        self._send(encode_frames(msg), False)
         self._sent += 1
         if self._sent & 63 == 0:
             self._pick_up()
@@ -195,12 +205,23 @@ class ZmqStreamClient(StreamClient):
     def _send_group(self, messages: list[WireMessage]) -> None:
         frames = [encode_frames(msg) for msg in messages]
         if len(frames) > 1:
-            send_frames(self._sock, pack_frames(frames), copy=True)
+            self._send(pack_frames(frames), True)
         else:
-            send_frames(self._sock, frames[0])
+            self._send(frames[0], False)
         before, self._sent = self._sent, self._sent + len(messages)
         if before // 64 != self._sent // 64:  # as often as send() would
             self._pick_up()
+
+    def _send(self, frames: list[Any], copy: bool) -> None:
+        """Send one ZeroMQ message; while the queue is full, take in replies."""
+        sock = self._sock
+        while True:
+            try:
+                send_frames(sock, frames, NOBLOCK, copy)
+                return
+            except zmq.Again:
+                self._pick_up()
+                self._poller.poll(100)
 
     def send_frames(self, frames: list[Any]) -> None:
         """Send raw frames (e.g. hand-built, for protocol tests)."""

@@ -147,6 +147,7 @@ def stream_dataset(
     config: str | None = None,
     dataset_name: str = "dataset",
     timeout_s: float = 120.0,
+    pack: int = 16,
 ) -> StreamSummary:
     """Send a recorded dataset to ``url`` and save everything that comes back in ``out_dir``.
 
@@ -157,25 +158,27 @@ def stream_dataset(
         config: server-side chain name to select with CONFIG_FILE, or None.
         dataset_name: HDF5 group of the dataset.
         timeout_s: how long to wait for the server's CLOSE after sending.
+        pack: messages per transport write (see ``StreamClient.send_many``);
+            the dataset is already recorded, so nothing waits on a scanner.
 
     Raises:
-        KmtrError: unreadable dataset, connection failure or timeout.
+        KmtrError: unreadable dataset, connection failure or timeout (what
+            arrived before a timeout is saved all the same).
     """
     summary = StreamSummary(output_dir=Path(out_dir))
     with StreamClient.connect(url) as client:
         if config is not None:
             client.send(ConfigFile(config))
-        summary.sent = client.send_many(read_dataset(path, dataset_name))
+        summary.sent = client.send_many(read_dataset(path, dataset_name), pack=pack)
         client.send(Close())
-        replies = client.receive_until_close(timeout_s)
-    writer = ResultWriter(out_dir)
-    try:
-        for msg in replies:
-            writer.write(msg)
-            name = type(msg).__name__
-            summary.received[name] = summary.received.get(name, 0) + 1
-            if isinstance(msg, ErrorReport):
-                summary.errors.append(msg.message)
-    finally:
-        writer.close()
+        writer = ResultWriter(out_dir)
+        try:
+            for msg in client.replies(timeout_s):  # saved as it arrives
+                writer.write(msg)
+                name = type(msg).__name__
+                summary.received[name] = summary.received.get(name, 0) + 1
+                if isinstance(msg, ErrorReport):
+                    summary.errors.append(msg.message)
+        finally:
+            writer.close()
     return summary

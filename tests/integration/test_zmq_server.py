@@ -36,12 +36,13 @@ def zmq_client(server: ZmqServer) -> ZmqStreamClient:
     return client
 
 
+@pytest.mark.parametrize("pack", [1, 16])
 def test_recorded_dataset_comes_back_bit_identical(
-    zmq_server: ZmqServer, recorded_dataset: Path, tmp_path: Path
+    zmq_server: ZmqServer, recorded_dataset: Path, tmp_path: Path, pack: int
 ) -> None:
     sent = list(read_dataset(recorded_dataset))
     summary = stream_dataset(recorded_dataset, zmq_server.endpoint, tmp_path / "out",
-                             timeout_s=REPLY_TIMEOUT_S)
+                             timeout_s=REPLY_TIMEOUT_S, pack=pack)
     assert summary.errors == [] and summary.sent == len(sent)
     back = list(read_dataset(tmp_path / "out" / "output.h5"))
     assert back[0] == sent[0]  # the XML header passes through unchanged
