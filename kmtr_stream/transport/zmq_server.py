@@ -223,20 +223,25 @@ class ZmqServer:
                 next_idle_check = now + 1.0
 
     def _read_router(self, router: zmq.Socket) -> bool:
-        """Handle up to _RECV_BATCH messages; True when the socket had no more."""
-        for _ in range(_RECV_BATCH):
+        """Handle about _RECV_BATCH messages (packed ones count each inner message).
+
+        Returns True when the socket had no more.
+        """
+        budget = _RECV_BATCH
+        while budget > 0:
             try:
                 frames = recv_frames(router, NOBLOCK)
             except zmq.Again:
                 return True
-            self._on_message(frames)
+            budget -= self._on_message(frames)
         return False
 
-    def _on_message(self, frames: list[zmq.Frame]) -> None:
+    def _on_message(self, frames: list[zmq.Frame]) -> int:
+        """Handle one ZeroMQ message; returns how many MRD messages it carried."""
         ident_frame = frames[0]
         identity = ident_frame.bytes
         if identity in self._gone:
-            return
+            return 1
         session = self.sessions.get(identity)
         if session is None:
             session = self._open(identity, ident_frame)
@@ -253,6 +258,7 @@ class ZmqServer:
             session.decode_failed(fault, skippable=False)
         if session.state is State.ENDED and session.client_closed:
             self._forget(identity, None)
+        return max(1, len(messages))
 
     @staticmethod
     def _unknown_id(body: Sequence[Any]) -> bool:
