@@ -12,6 +12,11 @@ and with ``inline = true``, each way sending
   dataset, or any burst already in hand); the server packs its replies the
   same way whenever several are waiting.
 
+``--working-set`` readouts are distinct and cycled: 256 (the default, one
+slice's k-space, 4.3 MB) stays in the CPU cache as a scanner's freshly
+acquired lines do; 0 makes all of them distinct (336 MB for 20,000), as when
+streaming a recorded file.
+
 Bare: the same frames through a PUSH -> PULL/PUSH relay (another process) ->
 PULL loop with no codec and no chain, once per readout message and once with
 the packed messages the chain client sends: the same bytes along the same
@@ -22,7 +27,7 @@ repeat are interleaved so that drifts in machine speed hit all of them alike.
 Usage::
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_throughput.py \
-        [--readouts 20000] [--repeats 5] [--pack 16]
+        [--readouts 20000] [--repeats 5] [--pack 16] [--working-set 256]
 """
 
 from __future__ import annotations
@@ -45,21 +50,23 @@ COILS, SAMPLES = 8, 256
 INLINE = "passthrough_inline"
 
 
-def make_readouts(n: int) -> list[ismrmrd.Acquisition]:
+def make_readouts(n: int, working_set: int | None = None) -> list[ismrmrd.Acquisition]:
+    """``n`` readouts cycling through ``working_set`` distinct ones (default: all distinct)."""
     rng = np.random.default_rng(0)
-    base = (rng.standard_normal((COILS, SAMPLES)) + 1j * rng.standard_normal((COILS, SAMPLES)))
-    acqs = []
-    for i in range(n):
-        acq = ismrmrd.Acquisition.from_array(base.astype(np.complex64))
+    distinct = []
+    for i in range(min(n, working_set or n)):
+        data = rng.standard_normal((COILS, SAMPLES)) + 1j * rng.standard_normal((COILS, SAMPLES))
+        acq = ismrmrd.Acquisition.from_array(data.astype(np.complex64))
         acq.scan_counter = i
         acq.idx.kspace_encode_step_1 = i % 256
-        acqs.append(acq)
-    return acqs
+        distinct.append(acq)
+    return [distinct[i % len(distinct)] for i in range(n)]
 
 
 # -- servers (child processes) -------------------------------------------------
 def _chain_server(port_q: Any, stop_ev: Any) -> None:
     from kmtr_stream.chain.config import load_chain_config
+    from kmtr_stream.process_tuning import tune_streaming_process
     from kmtr_stream.transport.catalog import ChainCatalog
     from kmtr_stream.transport.zmq_server import ZmqServer
 
@@ -68,6 +75,7 @@ def _chain_server(port_q: Any, stop_ev: Any) -> None:
         {"passthrough": spec, INLINE: dataclasses.replace(spec, name=INLINE, inline=True)},
         "passthrough",
     )
+    tune_streaming_process()  # as `kmtr-stream serve` does
     server = ZmqServer(catalog, "tcp://127.0.0.1:0")
     server.start()
     port_q.put(server.endpoint)
@@ -130,14 +138,16 @@ def _push_pull_pair() -> tuple[Any, Any]:
     return push, pull
 
 
-def _time_push_pull(push: Any, pull: Any, frames: list[Any], n: int) -> float:
-    """Readouts/s: a sender thread pushes ``n`` messages while this thread pulls them."""
+def _time_push_pull(push: Any, pull: Any, messages: list[list[bytes]], n: int) -> float:
+    """Messages/s: a sender thread pushes ``n`` messages (cycling ``messages``) while this
+    thread pulls them."""
     time.sleep(0.2)  # let the connections settle before timing
     t0 = time.perf_counter()
 
     def send() -> None:
-        for _ in range(n):
-            push.send_multipart(frames, copy=False)
+        k = len(messages)
+        for i in range(n):
+            push.send_multipart(messages[i % k], copy=False)
 
     sender = threading.Thread(target=send)
     sender.start()
@@ -150,7 +160,7 @@ def _time_push_pull(push: Any, pull: Any, frames: list[Any], n: int) -> float:
     return n / dt
 
 
-def run_bare(ports: tuple[int, int], frames: list[Any], n: int) -> float:
+def run_bare(ports: tuple[int, int], frames: list[list[bytes]], n: int) -> float:
     """PUSH -> relay process -> PULL: the chain's topology without codec or chain."""
     push, pull = _push_pull_pair()
     push.connect(f"tcp://127.0.0.1:{ports[0]}")
@@ -158,7 +168,7 @@ def run_bare(ports: tuple[int, int], frames: list[Any], n: int) -> float:
     return _time_push_pull(push, pull, frames, n)
 
 
-def run_bare_direct(frames: list[Any], n: int) -> float:
+def run_bare_direct(frames: list[list[bytes]], n: int) -> float:
     """PUSH -> PULL in this process (sender thread, receiving loop), no relay."""
     push, pull = _push_pull_pair()
     port = pull.bind_to_random_port("tcp://127.0.0.1")
@@ -171,20 +181,29 @@ def main() -> None:
     parser.add_argument("--readouts", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pack", type=int, default=16, help="readouts per packed message")
+    parser.add_argument("--working-set", type=int, default=256,
+                        help="distinct readouts, cycled (256: one slice's k-space, cache-warm "
+                             "as a scanner's fresh lines are; 0: all distinct, as from a file)")
     args = parser.parse_args()
 
     from kmtr_stream.codec.zmq_frames import encode_frames
     from kmtr_stream.codec.zmq_packed import pack_frames
+    from kmtr_stream.process_tuning import tune_streaming_process
+
+    tune_streaming_process()  # the client side, as `kmtr-stream send` does
 
     n, k = args.readouts, args.pack
-    acqs = make_readouts(n)
+    acqs = make_readouts(n, args.working_set or None)
+    distinct = acqs[: args.working_set or n]
     xml = ismrmrd.xsd.ismrmrdHeader(
         experimentalConditions=ismrmrd.xsd.experimentalConditionsType(
             H1resonanceFrequency_Hz=63_500_000),
         encoding=[],
     ).toXML()
-    frames = [bytes(f) for f in encode_frames(acqs[0])]
-    packed = [bytes(f) for f in pack_frames([encode_frames(a) for a in acqs[:k]])]
+    # The bare loops send the chain client's own bytes: the same readouts, cycled alike.
+    frames = [[bytes(f) for f in encode_frames(a)] for a in distinct]
+    packed = [[bytes(f) for f in pack_frames([encode_frames(a) for a in distinct[i:i + k]])]
+              for i in range(0, len(distinct) - k + 1, k)]
     ctx = mp.get_context("spawn")
     q, stop = ctx.Queue(), ctx.Event()
     procs = [ctx.Process(target=_chain_server, args=(q, stop)),
@@ -215,9 +234,10 @@ def main() -> None:
         for p in procs:
             p.join(10)
     med = {name: statistics.median(xs) for name, xs in rates.items()}
-    kb = sum(len(f) for f in frames) / 1e3
+    kb = sum(len(f) for f in frames[0]) / 1e3
+    ws = f"{len(distinct)} distinct, cycled" if len(distinct) < n else "all distinct"
     print(f"readouts: {n} x {COILS} coils x {SAMPLES} samples complex64 ({kb:.1f} kB on the "
-          f"wire each), each to the server and back; {args.repeats} repeats, medians")
+          f"wire each; {ws}), each to the server and back; {args.repeats} repeats, medians")
     for name, rate in med.items():
         print(f"{name:38s}: {rate:10,.0f} readouts/s  ({rate * kb / 1e3:7.1f} MB/s one way)")
     bare1, barek = med["bare relay, 1 readout/message"], med[f"bare relay, {k} readouts/message"]

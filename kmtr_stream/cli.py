@@ -7,6 +7,8 @@ import importlib
 import os
 import sys
 
+from kmtr_stream.process_tuning import tune_streaming_process
+
 # sub-command -> module defining ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("kmtr_stream.cli_demo", "end-to-end demo on the shipped default model"),
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         modules[name] = module
         module.add_arguments(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
+    tune_streaming_process()
     return int(modules[args.command].run(args))
 
 

@@ -16,6 +16,10 @@ class ProtocolError(KmtrError):
     code = "protocol"
 
 
+class UnknownMessageError(ProtocolError):
+    """A sound frame names a message id this codec does not know (skippable on ZeroMQ)."""
+
+
 class ConfigError(KmtrError):
     """A chain or training config is invalid (names file, gadget id and key)."""
 

@@ -39,7 +39,7 @@ import ismrmrd
 import numpy as np
 
 from kmtr_stream.codec.maps import decode_error, decode_result, encode_error, encode_result
-from kmtr_stream.errors import ProtocolError
+from kmtr_stream.errors import ProtocolError, UnknownMessageError
 from kmtr_stream.messages import (
     Close,
     ConfigFile,
@@ -108,9 +108,9 @@ def check_size(nbytes: int, what: str) -> int:
 
 
 def known_id(msg_id: int) -> MessageId:
-    """The MessageId for ``msg_id`` or ProtocolError("unknown message id N")."""
+    """The MessageId for ``msg_id`` or UnknownMessageError("unknown message id N")."""
     if msg_id not in PART_COUNT:
-        raise ProtocolError(f"unknown message id {msg_id}")
+        raise UnknownMessageError(f"unknown message id {msg_id}")
     return MessageId(msg_id)
 
 
@@ -306,6 +306,26 @@ def decode_acquisition(h: Any, t: Any, d: Any) -> ismrmrd.Acquisition:
     traj = np.frombuffer(t, dtype=_F32).reshape(ns, nd) if nd else np.empty((ns, 0), _F32)
     data = np.frombuffer(d, dtype=_C64).reshape(nc, ns)
     return _new_acquisition(head, data, traj)
+
+
+def decode_acquisition_at(buf: Any, parts: Sequence[tuple[int, int]]) -> ismrmrd.Acquisition:
+    """``decode_acquisition`` of the three ``(offset, length)`` parts of ``buf``.
+
+    The arrays are ``np.frombuffer`` views at those offsets (no slices are
+    made); any length that disagrees goes through ``decode_acquisition`` for
+    the same error it would raise.
+    """
+    (oh, nh), (ot, nt), (od, nd) = parts
+    if nh == ACQ_HEADER_BYTES:
+        head = ismrmrd.AcquisitionHeader.from_buffer_copy(buf, oh)
+        ns, nc, dims = head.number_of_samples, head.active_channels, head.trajectory_dimensions
+        if nt == ns * dims * 4 and nd == ns * nc * 8:
+            traj = (np.frombuffer(buf, _F32, ns * dims, ot).reshape(ns, dims) if dims
+                    else np.empty((ns, 0), _F32))
+            data = np.frombuffer(buf, _C64, ns * nc, od).reshape(nc, ns)
+            return _new_acquisition(head, data, traj)
+    view = memoryview(buf)
+    return decode_acquisition(view[oh:oh + nh], view[ot:ot + nt], view[od:od + nd])
 
 
 def _probe_acquisition_slots() -> bool:

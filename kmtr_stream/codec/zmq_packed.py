@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
-from kmtr_stream.codec.parts import Buffer
+from kmtr_stream.codec.parts import Buffer, decode_acquisition_at
 from kmtr_stream.codec.zmq_frames import (
     _FIXED,
     _HEADERS,
@@ -33,20 +33,19 @@ from kmtr_stream.codec.zmq_frames import (
     MAGIC,
     MAX_PARTS,
     ZMQ_FRAMING_VERSION,
+    decode_frames,
     frame_header,
 )
 from kmtr_stream.errors import ProtocolError
+from kmtr_stream.messages import MessageId, WireMessage
 
 #: Frame-0 message id of a packed message (no MRD message uses id 0).
 PACKED_ID = 0
+_ACQ_ID = int(MessageId.ACQUISITION)
 _PACKED_HEADER = _HEADERS[1]
 _PACKED_SIZE = _PACKED_HEADER.size
 ALIGN = 8
 _PADS = [b"\0" * k for k in range(ALIGN)]
-
-
-def _aligned(offset: int) -> int:
-    return (offset + ALIGN - 1) & -ALIGN
 
 
 def pack_frames(messages: Sequence[Sequence[Buffer]]) -> list[Buffer]:
@@ -86,65 +85,83 @@ def packed_body(frames: Sequence[Any]) -> memoryview | None:
     return body
 
 
-class _Where:
-    """Formats "packed message N (byte K)" only when an error message needs it."""
-
-    __slots__ = ("number", "offset")
-
-    def __init__(self, number: int, offset: int) -> None:
-        self.number, self.offset = number, offset
-
-    def __str__(self) -> str:
-        return f"packed message {self.number} (byte {self.offset})"
+#: One inner message: id, frame 0 as (start, end), every declared part as (offset, length).
+Entry: TypeAlias = tuple[int, int, int, list[tuple[int, int]]]
 
 
-def unpack_frames(body: memoryview) -> tuple[list[list[memoryview]], ProtocolError | None]:
-    """Split a packed frame into each message's frames (views, no copies).
+def _header_fault(number: int, start: int, magic: bytes, version: int, msg_id: int,
+                  nparts: int) -> ProtocolError:
+    where = f"packed message {number} (byte {start})"
+    if magic != MAGIC or version != ZMQ_FRAMING_VERSION:
+        return ProtocolError(
+            f"{where}: frame 0 magic/version {bytes(magic)!r}/{version} are not "
+            f"{MAGIC!r}/{ZMQ_FRAMING_VERSION}"
+        )
+    if msg_id == PACKED_ID:
+        return ProtocolError(f"{where}: a packed message cannot hold another one")
+    return ProtocolError(f"{where}: frame 0 declares {nparts} payload frames")
+
+
+def walk_packed(body: Buffer) -> tuple[list[Entry], ProtocolError | None]:
+    """Locate each inner message of a packed frame (offsets only, nothing copied).
 
     Returns the messages up to the first structural fault and that fault (or
     None): a message after a broken one cannot be located, while the ones
     before it are intact and are kept.
     """
-    out: list[list[memoryview]] = []
+    out: list[Entry] = []
     off, end = 0, len(body)
-    fixed = _FIXED.size
+    fixed, mask = _FIXED.size, ALIGN - 1
+    unpack_fixed = _FIXED.unpack_from
     while off < end:
-        where = _Where(len(out), off)
+        start = off
         if end - off < fixed:
-            return out, ProtocolError(f"{where}: {end - off} bytes left, less than a frame 0")
-        magic, version, msg_id, nparts = _FIXED.unpack_from(body, off)
-        if magic != MAGIC or version != ZMQ_FRAMING_VERSION:
             return out, ProtocolError(
-                f"{where}: frame 0 magic/version {bytes(magic)!r}/{version} are not "
-                f"{MAGIC!r}/{ZMQ_FRAMING_VERSION}"
+                f"packed message {len(out)} (byte {start}): {end - off} bytes left, "
+                "less than a frame 0"
             )
-        if msg_id == PACKED_ID:
-            return out, ProtocolError(f"{where}: a packed message cannot hold another one")
-        if nparts > MAX_PARTS:
-            return out, ProtocolError(f"{where}: frame 0 declares {nparts} payload frames")
+        magic, version, msg_id, nparts = unpack_fixed(body, off)
+        if (magic != MAGIC or version != ZMQ_FRAMING_VERSION or msg_id == PACKED_ID
+                or nparts > MAX_PARTS):
+            return out, _header_fault(len(out), start, magic, version, msg_id, nparts)
         head_end = off + fixed + 8 * nparts
         if head_end > end:
-            return out, ProtocolError(f"{where}: frame 0 runs past the end of the packed frame")
-        lengths = _LENGTHS[nparts].unpack_from(body, off + fixed)
-        frames = [body[off:head_end]]
-        off = _aligned(head_end)
-        for n in lengths:
+            return out, ProtocolError(
+                f"packed message {len(out)} (byte {start}): frame 0 runs past the end "
+                "of the packed frame"
+            )
+        off = (head_end + mask) & ~mask
+        parts: list[tuple[int, int]] = []
+        for n in _LENGTHS[nparts].unpack_from(body, start + fixed):
+            parts.append((off, n))
             if n:
                 if off + n > end:
                     return out, ProtocolError(
-                        f"{where}: a {n}-byte part runs past the end of the packed frame"
+                        f"packed message {len(out)} (byte {start}): a {n}-byte part runs "
+                        "past the end of the packed frame"
                     )
-                frames.append(body[off:off + n])
-                off = _aligned(off + n)
-        out.append(frames)
+                off = (off + n + mask) & ~mask
+        out.append((msg_id, start, head_end, parts))
     return out, None
 
 
+def _frames_of(body: memoryview, entry: Entry) -> list[memoryview]:
+    """An inner message's frames as ``encode_frames`` gave them (views)."""
+    _, start, head_end, parts = entry
+    return [body[start:head_end], *[body[o:o + n] for o, n in parts if n]]
+
+
+def unpack_frames(body: memoryview) -> tuple[list[list[memoryview]], ProtocolError | None]:
+    """Split a packed frame into each message's frames (views), up to any fault."""
+    entries, fault = walk_packed(body)
+    return [_frames_of(body, e) for e in entries], fault
+
+
 def split_message(frames: Sequence[Any]) -> tuple[list[Sequence[Any]], ProtocolError | None]:
-    """The messages one received ZeroMQ message carries, and a structural fault or None.
+    """The messages one received ZeroMQ message carries (as frames), and a fault or None.
 
     A plain message is returned as itself; a packed one as its inner
-    messages (up to any fault). Each still goes through ``decode_frames``.
+    messages (up to any fault). Each still has to go through ``decode_frames``.
     """
     try:
         body = packed_body(frames)
@@ -154,3 +171,37 @@ def split_message(frames: Sequence[Any]) -> tuple[list[Sequence[Any]], ProtocolE
         return [frames], None
     inner, fault = unpack_frames(body)
     return list(inner), fault
+
+
+Decoded: TypeAlias = "WireMessage | ProtocolError"
+
+
+def decode_message(frames: Sequence[Any]) -> tuple[list[Decoded], ProtocolError | None]:
+    """Decode every MRD message one received ZeroMQ message carries.
+
+    Returns the messages in order, each decoded or, where it does not decode,
+    its ProtocolError in its place (``UnknownMessageError`` for a sound frame
+    with an unknown id), plus a structural fault that ended a packed frame
+    early, or None. Readouts in a packed frame are decoded straight from their
+    offsets; everything else goes through ``decode_frames``.
+    """
+    try:
+        body = packed_body(frames)
+    except ProtocolError as exc:
+        return [], exc
+    if body is None:
+        try:
+            return [decode_frames(frames)], None
+        except ProtocolError as exc:
+            return [exc], None
+    entries, fault = walk_packed(body)
+    out: list[Decoded] = []
+    for entry in entries:
+        try:
+            if entry[0] == _ACQ_ID and len(entry[3]) == 3:
+                out.append(decode_acquisition_at(body, entry[3]))
+            else:
+                out.append(decode_frames(_frames_of(body, entry)))
+        except ProtocolError as exc:
+            out.append(exc)
+    return out, fault

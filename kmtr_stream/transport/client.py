@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 import zmq
 
 from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
-from kmtr_stream.codec.zmq_frames import decode_frames, encode_frames
-from kmtr_stream.codec.zmq_packed import pack_frames, split_message
+from kmtr_stream.codec.zmq_frames import encode_frames
+from kmtr_stream.codec.zmq_packed import decode_message, pack_frames
 from kmtr_stream.errors import KmtrError, ProtocolError
 from kmtr_stream.messages import Close, WireMessage
 from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
@@ -235,12 +235,8 @@ class ZmqStreamClient(StreamClient):
                 frames = recv_frames(sock, NOBLOCK)
             except zmq.Again:
                 return
-            messages, fault = split_message(frames)
-            for inner in messages:
-                try:
-                    inbox.append(decode_frames(inner))
-                except ProtocolError as exc:
-                    inbox.append(exc)
+            messages, fault = decode_message(frames)
+            inbox.extend(messages)
             if fault is not None:
                 inbox.append(fault)
 

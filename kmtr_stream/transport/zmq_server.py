@@ -22,17 +22,15 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from kmtr_stream.codec.parts import known_id
-from kmtr_stream.codec.zmq_frames import decode_frames, encode_frames, parse_frame_header
-from kmtr_stream.codec.zmq_packed import pack_frames, split_message
-from kmtr_stream.errors import KmtrError, ProtocolError
+from kmtr_stream.codec.zmq_frames import encode_frames
+from kmtr_stream.codec.zmq_packed import decode_message, pack_frames
+from kmtr_stream.errors import KmtrError, ProtocolError, UnknownMessageError
 from kmtr_stream.messages import WireMessage
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.fd_owners import FdOwners
@@ -246,12 +244,11 @@ class ZmqServer:
         if session is None:
             session = self._open(identity, ident_frame)
         self._seen[identity] = time.monotonic()
-        messages, fault = split_message(frames[1:])
-        for body in messages:
-            try:
-                msg = decode_frames(body)
-            except ProtocolError as exc:
-                session.decode_failed(exc, skippable=self._unknown_id(body))
+        messages, fault = decode_message(frames[1:])
+        for msg in messages:
+            if isinstance(msg, ProtocolError):
+                # An unknown id in a sound frame is safe to skip on ZeroMQ: nothing is misread.
+                session.decode_failed(msg, skippable=isinstance(msg, UnknownMessageError))
             else:
                 session.handle(msg)
         if fault is not None:
@@ -259,17 +256,6 @@ class ZmqServer:
         if session.state is State.ENDED and session.client_closed:
             self._forget(identity, None)
         return max(1, len(messages))
-
-    @staticmethod
-    def _unknown_id(body: Sequence[Any]) -> bool:
-        """True when frame 0 is sound but names an unknown id (safe to skip on ZeroMQ)."""
-        try:
-            head = getattr(body[0], "buffer", body[0]) if body else b""
-            msg_id, _ = parse_frame_header(head) if body else (0, ())
-            known_id(msg_id)
-        except ProtocolError as exc:
-            return str(exc).startswith("unknown message id")
-        return False
 
     def _open(self, identity: bytes, ident_frame: zmq.Frame) -> StreamSession:
         self._next_number += 1

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from kmtr_stream.codec import decode_frames, encode_frames
 from kmtr_stream.codec.zmq_frames import frame_header
-from kmtr_stream.codec.zmq_packed import ALIGN, PACKED_ID, pack_frames, split_message
+from kmtr_stream.codec.zmq_packed import (
+    ALIGN,
+    PACKED_ID,
+    decode_message,
+    pack_frames,
+    split_message,
+)
 from kmtr_stream.errors import ProtocolError
 from kmtr_stream.messages import Text
 from tests.property.test_codec_roundtrip import assert_same, messages
@@ -34,6 +40,10 @@ def test_packed_roundtrip(msgs: list[Any]) -> None:
     assert fault is None
     assert len(back) == len(msgs)
     for a, b in zip(msgs, back, strict=True):
+        assert_same(a, b)
+    fused, fault = decode_message(frames)  # readouts decoded straight from their offsets
+    assert fault is None and len(fused) == len(msgs)
+    for a, b in zip(msgs, fused, strict=True):
         assert_same(a, b)
 
 
@@ -118,22 +128,30 @@ def test_corrupted_packed_frame_only_raises_protocol_error(msgs: list[Any], data
         buf[pos] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(buf)))
     frames = [head[:-8] + struct.pack("<Q", cut), bytes(buf[:cut])]
+    check_split_and_fused_agree(frames)
+
+
+def check_split_and_fused_agree(frames: list[bytes]) -> None:
+    """Whatever the bytes, only ProtocolErrors, and both decoders say the same."""
     inner, fault = split_message(frames)
     assert fault is None or isinstance(fault, ProtocolError)
+    expected: list[Any] = []
     for m in inner:
         try:
-            decode_frames(m)
-        except ProtocolError:
-            pass
+            expected.append(decode_frames(m))
+        except ProtocolError as exc:
+            expected.append(exc)
+    fused, fused_fault = decode_message(frames)
+    assert str(fused_fault) == str(fault)
+    assert len(fused) == len(expected)
+    for a, b in zip(expected, fused, strict=False):
+        if isinstance(a, ProtocolError):
+            assert type(b) is type(a) and str(b) == str(a)
+        else:
+            assert_same(a, b)
 
 
 @SETTINGS
 @given(st.binary(max_size=600))
 def test_random_packed_body_only_raises_protocol_error(body: bytes) -> None:
-    inner, fault = split_message(packed(body))
-    assert fault is None or isinstance(fault, ProtocolError)
-    for m in inner:
-        try:
-            decode_frames(m)
-        except ProtocolError:
-            pass
+    check_split_and_fused_agree(packed(body))
