@@ -7,6 +7,10 @@ them to an outbox deque, then wake the I/O thread through a socket pair
 that the zmq poller watches (one wake-up byte per burst, not per message).
 An inline chain (``inline = true``) runs in the I/O thread itself: its
 outputs go to the outbox without a wake-up and leave after each receive batch.
+Outputs for one connection that are already waiting in the outbox leave as
+one packed message (``codec.zmq_packed``, up to ``pack_max``); a lone output
+leaves as itself, so packing never delays anything. Packed messages from
+clients are unpacked and each inner message is handled in order.
 
 Vanished clients are detected three ways: ZMTP heartbeats make libzmq drop
 dead TCP peers; a socket monitor reports each disconnect with the file
