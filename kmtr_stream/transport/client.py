@@ -182,9 +182,14 @@ class ZmqStreamClient(StreamClient):
     """
 
     def __init__(
-        self, endpoint: str, context: zmq.Context | None = None, sndhwm: int = SNDHWM
+        self,
+        endpoint: str,
+        context: zmq.Context | None = None,
+        sndhwm: int = SNDHWM,
+        send_timeout_s: float = 60.0,
     ) -> None:
         self.url = endpoint
+        self.send_timeout_s = send_timeout_s
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.linger = 0
@@ -213,13 +218,28 @@ class ZmqStreamClient(StreamClient):
             self._pick_up()
 
     def _send(self, frames: list[Any], copy: bool) -> None:
-        """Send one ZeroMQ message; while the queue is full, take in replies."""
+        """Send one ZeroMQ message; while the queue is full, take in replies.
+
+        Raises:
+            ClientTimeoutError: no room for ``send_timeout_s`` (the server takes
+                nothing); replies already taken in stay available to ``receive``.
+        """
         sock = self._sock
+        waiting_since = 0.0
         while True:
             try:
                 send_frames(sock, frames, NOBLOCK, copy)
                 return
             except zmq.Again:
+                now = time.monotonic()
+                if not waiting_since:
+                    waiting_since = now
+                elif now - waiting_since > self.send_timeout_s:
+                    raise ClientTimeoutError(
+                        f"{self.url}: the server took no message for {self.send_timeout_s:g} s "
+                        "(outgoing queue full); nothing more was sent",
+                        [],
+                    ) from None
                 self._pick_up()
                 self._poller.poll(100)
 

@@ -32,6 +32,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from kmtr_stream.codec.parts import MAX_MESSAGE_BYTES
 from kmtr_stream.codec.zmq_frames import encode_frames
 from kmtr_stream.codec.zmq_packed import decode_message, pack_frames
 from kmtr_stream.errors import KmtrError, ProtocolError, UnknownMessageError
@@ -68,6 +69,8 @@ class ZmqServer:
         pack_max: outputs for one connection that are already waiting go out
             packed, up to this many per ZeroMQ message (1: never pack).
         pack_bytes: stop adding to a packed message once it holds this many bytes.
+        max_frame_bytes: libzmq drops a connection that sends a larger frame
+            before buffering it (logged as a lost client; others carry on).
 
     Example::
 
@@ -91,6 +94,7 @@ class ZmqServer:
         trace: str | Path | None = None,
         pack_max: int = 16,
         pack_bytes: int = 1 << 20,
+        max_frame_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.catalog = catalog
         self._bind = endpoint
@@ -100,6 +104,7 @@ class ZmqServer:
         self.close_timeout_s = close_timeout_s
         self.trace = trace
         self.pack_max = pack_max
+        self.max_frame_bytes = max_frame_bytes
         self.pack_bytes = pack_bytes
         self.endpoint = ""
         self.sessions: dict[bytes, StreamSession] = {}
@@ -173,6 +178,7 @@ class ZmqServer:
         try:
             router.linger = 0
             router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            router.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
             router.sndhwm = router.rcvhwm = 100_000
             if self.heartbeat_ivl_ms > 0:
                 router.setsockopt(zmq.HEARTBEAT_IVL, self.heartbeat_ivl_ms)

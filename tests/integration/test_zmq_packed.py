@@ -11,6 +11,7 @@ import zmq
 from kmtr_stream.codec.zmq_frames import decode_frames, encode_frames, frame_header
 from kmtr_stream.codec.zmq_packed import PACKED_ID, pack_frames, split_message
 from kmtr_stream.messages import Close, ErrorReport, Text, XmlHeader
+from kmtr_stream.transport.client import ClientTimeoutError, ZmqStreamClient
 from kmtr_stream.transport.zmq_server import ZmqServer
 from tests.integration.conftest import (
     REPLY_TIMEOUT_S,
@@ -109,3 +110,49 @@ def test_bad_messages_inside_a_packed_message(zmq_server: ZmqServer,
     assert "packed message 1" in errs[1].message and "runs past the end" in errs[1].message
     assert Text("after the fault") not in back  # the stream had ended
     assert "unknown message id 4242" in caplog.text
+
+
+def test_oversized_frame_drops_only_that_connection(
+    catalog: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    acqs = make_acquisitions(n_slices=1)
+    with ZmqServer(catalog, "tcp://127.0.0.1:0", max_frame_bytes=1 << 20,
+                   close_timeout_s=10.0) as server:
+        bystander = raw_dealer(server)
+        sender = raw_dealer(server)
+        try:
+            bystander.send_multipart(encode_frames(XmlHeader(XML)))
+            sender.send_multipart(encode_frames(XmlHeader(XML)))
+            time.sleep(0.2)
+            sender.send_multipart([frame_header(PACKED_ID, [2 << 20]), bytes(2 << 20)])
+            deadline = time.monotonic() + REPLY_TIMEOUT_S
+            while "client lost mid-stream" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "client lost mid-stream" in caplog.text
+            for a in acqs:
+                bystander.send_multipart(encode_frames(a))
+            bystander.send_multipart(encode_frames(Close()))
+            back, _ = read_until_close(bystander)
+        finally:
+            sender.close(0)
+            bystander.close(0)
+    assert errors(back) == [] and len(acqs_of(back)) == len(acqs)
+
+
+def test_send_gives_up_when_the_server_takes_nothing() -> None:
+    ctx = zmq.Context.instance()
+    deaf = ctx.socket(zmq.ROUTER)  # accepts the connection, never reads
+    deaf.linger = 0
+    deaf.rcvhwm = 1
+    port = deaf.bind_to_random_port("tcp://127.0.0.1")
+    client = ZmqStreamClient(f"tcp://127.0.0.1:{port}", sndhwm=2, send_timeout_s=0.5)
+    acqs = make_acquisitions(n_slices=1)[:16]
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ClientTimeoutError, match=r"took no message for 0\.5 s"):
+            for _ in range(2000):  # ~540 MB if nothing pushed back
+                client.send_many(acqs, pack=16)
+    finally:
+        client.close()
+        deaf.close(0)
+    assert time.monotonic() - t0 < REPLY_TIMEOUT_S
