@@ -3,8 +3,9 @@
 Chain: client (StreamClient: encodes Acquisitions, decodes every reply) ->
 ZeroMQ -> ZmqServer with the pass-through chain (another process) -> back to
 the client. Each readout crosses loopback twice. The chain runs as
-``configs/passthrough.toml`` is written (one worker thread behind a queue)
-and with ``inline = true``, each way sending
+``configs/passthrough.toml`` ships (``inline = true``: the gadget runs in the
+server's I/O thread) and with ``inline = false`` (one worker thread behind a
+queue), each way sending
 
 * one ZeroMQ message per readout (``send_many(pack=1)``: how a live scanner
   feed that yields one readout per TR goes out), and
@@ -47,7 +48,7 @@ import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 COILS, SAMPLES = 8, 256
-INLINE = "passthrough_inline"
+WORKER = "passthrough_worker"
 
 
 def make_readouts(n: int, working_set: int | None = None) -> list[ismrmrd.Acquisition]:
@@ -72,7 +73,7 @@ def _chain_server(port_q: Any, stop_ev: Any) -> None:
 
     spec = load_chain_config(ROOT / "configs" / "passthrough.toml")
     catalog = ChainCatalog(
-        {"passthrough": spec, INLINE: dataclasses.replace(spec, name=INLINE, inline=True)},
+        {"passthrough": spec, WORKER: dataclasses.replace(spec, name=WORKER, inline=False)},
         "passthrough",
     )
     tune_streaming_process()  # as `kmtr-stream serve` does
@@ -215,15 +216,15 @@ def main() -> None:
     runs: dict[str, Any] = {
         "bare relay, 1 readout/message": lambda: run_bare(ports, frames, n),
         f"bare relay, {k} readouts/message": lambda: k * run_bare(ports, packed, n // k),
-        "chain worker thread, unpacked": lambda: run_chain(endpoint, acqs, xml),
-        "chain inline, unpacked": lambda: run_chain(endpoint, acqs, xml, INLINE),
-        f"chain worker thread, pack {k}": lambda: run_chain(endpoint, acqs, xml, pack=k),
-        f"chain inline, pack {k}": lambda: run_chain(endpoint, acqs, xml, INLINE, k),
+        "chain as shipped (inline), unpacked": lambda: run_chain(endpoint, acqs, xml),
+        "chain, worker thread, unpacked": lambda: run_chain(endpoint, acqs, xml, WORKER),
+        f"chain as shipped (inline), pack {k}": lambda: run_chain(endpoint, acqs, xml, pack=k),
+        f"chain, worker thread, pack {k}": lambda: run_chain(endpoint, acqs, xml, WORKER, k),
         "bare PUSH->PULL, no relay, 1/message": lambda: run_bare_direct(frames, n),
     }
     rates: dict[str, list[float]] = {name: [] for name in runs}
     try:
-        for chain in ("passthrough", INLINE):  # warm-up
+        for chain in ("passthrough", WORKER):  # warm-up
             run_chain(endpoint, acqs[:2000], xml, chain)
             run_chain(endpoint, acqs[:2000], xml, chain, k)
         for _ in range(args.repeats):

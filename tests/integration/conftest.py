@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from kmtr_stream.chain.config import load_chain_config, parse_chain_config
+from kmtr_stream.chain.config import load_chain_config
 from kmtr_stream.messages import ErrorReport
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.mrd_server import MrdServer
@@ -105,10 +106,10 @@ def recorded_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def catalog() -> ChainCatalog:
-    """Pass-through chain as default, plus a second relay chain selectable as "relay"."""
+    """Pass-through chain as default (inline, as shipped), plus the same chain on a
+    worker thread behind a queue, selectable as "relay"."""
     spec = load_chain_config(PASSTHROUGH)
-    relay = parse_chain_config(PASSTHROUGH.read_text().replace('name = "passthrough"',
-                                                                 'name = "relay"'), "relay")
+    relay = dataclasses.replace(spec, name="relay", inline=False)
     return ChainCatalog({"passthrough": spec, "relay": relay}, default="passthrough")
 
 

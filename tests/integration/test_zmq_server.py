@@ -37,12 +37,13 @@ def zmq_client(server: ZmqServer) -> ZmqStreamClient:
 
 
 @pytest.mark.parametrize("pack", [1, 16])
+@pytest.mark.parametrize("chain", ["passthrough", "relay"])  # inline, worker thread
 def test_recorded_dataset_comes_back_bit_identical(
-    zmq_server: ZmqServer, recorded_dataset: Path, tmp_path: Path, pack: int
+    zmq_server: ZmqServer, recorded_dataset: Path, tmp_path: Path, pack: int, chain: str
 ) -> None:
     sent = list(read_dataset(recorded_dataset))
     summary = stream_dataset(recorded_dataset, zmq_server.endpoint, tmp_path / "out",
-                             timeout_s=REPLY_TIMEOUT_S, pack=pack)
+                             config=chain, timeout_s=REPLY_TIMEOUT_S, pack=pack)
     assert summary.errors == [] and summary.sent == len(sent)
     back = list(read_dataset(tmp_path / "out" / "output.h5"))
     assert back[0] == sent[0]  # the XML header passes through unchanged
