@@ -260,6 +260,28 @@ class ZmqStreamClient(StreamClient):
             if fault is not None:
                 inbox.append(fault)
 
+    def replies(self, timeout_s: float = 60.0) -> Iterator[WireMessage]:
+        # Hands out everything already taken in before looking at the clock again.
+        inbox = self._inbox
+        deadline = time.monotonic() + timeout_s
+        n = 0
+        while True:
+            while inbox:
+                item = inbox.popleft()
+                if isinstance(item, ProtocolError):
+                    raise item
+                if type(item) is Close:
+                    return
+                n += 1
+                yield item
+            left = deadline - time.monotonic()
+            msg = self.receive(left) if left > 0 else None
+            if msg is None:
+                raise ClientTimeoutError(
+                    f"{self.url}: no CLOSE within {timeout_s:g} s ({n} messages received)", []
+                )
+            inbox.appendleft(msg)
+
     def receive(self, timeout_s: float) -> WireMessage | None:
         if not self._inbox:
             self._pick_up()

@@ -365,14 +365,15 @@ class ZmqServer:
         """``frames`` plus the same connection's next waiting outputs, packed into one message.
 
         Only outputs already in the outbox are taken, so packing adds no wait.
+        The byte cap counts each message's last frame (its data, the bulk of it).
         """
         outbox, group = self._outbox, [frames]
-        size = sum(len(f) for f in frames)
-        while outbox and len(group) < self.pack_max and size < self.pack_bytes:
+        size, cap, most = len(frames[-1]), self.pack_bytes, self.pack_max
+        while outbox and size < cap and len(group) < most:
             nxt_identity, nxt = outbox[0]
             if nxt_identity != identity or nxt is _ENDED:
                 break
             group.append(nxt)
-            size += sum(len(f) for f in nxt)
+            size += len(nxt[-1])
             outbox.popleft()
         return _Packed(pack_frames(group)) if len(group) > 1 else frames
