@@ -17,10 +17,11 @@ from kmtr_stream.messages import Text, XmlHeader
 from tests.unit.chain_helpers import HEADER_XML, make_acquisition
 
 
-def recorder_spec(path: Path, overwrite: bool = False) -> Any:
+def recorder_spec(path: Path, overwrite: bool = False, block: int = 64) -> Any:
     return parse_chain_config(
         f'[chain]\nbackend = "numpy"\n[[gadgets]]\nid = "rec"\ntype = "recorder"\n'
         f'[gadgets.params]\npath = "{path}"\noverwrite = {str(overwrite).lower()}\n'
+        f"block = {block}\n"
         '[[gadgets]]\nid = "pass"\ntype = "passthrough"\n',
         "record.toml",
     )
@@ -40,13 +41,14 @@ def make_image(i: int) -> ismrmrd.Image:
     return img
 
 
-def test_recording_replays_bit_for_bit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("block", [4, 64])  # 13 readouts: several blocks and a rest; one rest
+def test_recording_replays_bit_for_bit(tmp_path: Path, block: int) -> None:
     path = tmp_path / "rec" / "{connection}.h5"
     acqs = [make_acquisition(i, coils=5, samples=33) for i in range(13)]
     msgs: list[Any] = [XmlHeader(HEADER_XML), *acqs[:7], make_waveform(0), *acqs[7:], make_image(0)]
     msgs.append(Text("not recorded, passed on"))
     out: list[Any] = []
-    runner = ChainRunner(recorder_spec(path), emit=out.append, connection_id="c42")
+    runner = ChainRunner(recorder_spec(path, block=block), emit=out.append, connection_id="c42")
     runner.start()
     for m in msgs:
         runner.submit(m)
