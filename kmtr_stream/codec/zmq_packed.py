@@ -13,10 +13,14 @@ may pack them into one frame, which libzmq moves in one go::
               decoded in place are aligned for every ISMRMRD data type
 
 Each inner message is exactly the frames ``encode_frames`` gives, so it is
-self-delimiting (its frame 0 lists its part lengths) and is checked by
-``decode_frames`` like any other message. Nothing waits to be packed: a lone
-message goes out as itself. Receivers get ``np.frombuffer`` views into the
-packed frame, without copies; the sender makes one copy to join the parts.
+self-delimiting (its frame 0 lists its part lengths) and gets every check a
+lone message gets (readouts are decoded straight from their offsets, other
+messages through ``decode_frames``). ``split_message`` gives the inner
+messages as frames instead, for code that forwards them undecoded.
+
+Nothing waits to be packed: a lone message goes out as itself. Receivers get
+``np.frombuffer`` views into the packed frame, without copies; the sender
+makes one copy to join the parts.
 """
 
 from __future__ import annotations
@@ -51,14 +55,11 @@ _PADS = [b"\0" * k for k in range(ALIGN)]
 def pack_frames(messages: Sequence[Sequence[Buffer]]) -> list[Buffer]:
     """One packed ZeroMQ message from several messages' frames (as ``encode_frames`` gives)."""
     pieces: list[Buffer] = []
-    off = 0
     for frame in itertools.chain.from_iterable(messages):
         pieces.append(frame)
-        off += len(frame)
-        pad = -off % ALIGN
+        pad = -len(frame) % ALIGN  # every piece before this one ended on a boundary
         if pad:
             pieces.append(_PADS[pad])
-            off += pad
     body = b"".join(pieces)
     return [frame_header(PACKED_ID, [len(body)]), body]
 
