@@ -90,17 +90,12 @@ class StreamClient:
         until ``pack`` are collected, so a live feed that yields readouts one TR
         apart should keep the default of 1.
         """
-        if pack <= 1:
-            n = 0
-            for msg in messages:
-                self.send(msg)
-                n += 1
-            return n
+        size = max(1, pack)
         n = 0
         group: list[WireMessage] = []
         for msg in messages:
             group.append(msg)
-            if len(group) == pack:
+            if len(group) >= size:
                 self._send_group(group)
                 n += len(group)
                 group = []
@@ -202,10 +197,7 @@ class ZmqStreamClient(StreamClient):
         self._poller.register(self._sock, zmq.POLLIN | zmq.POLLOUT)
 
     def send(self, msg: WireMessage) -> None:
-        self._send(encode_frames(msg), False)
-        self._sent += 1
-        if self._sent & 63 == 0:
-            self._pick_up()
+        self._send_group([msg])
 
     def _send_group(self, messages: list[WireMessage]) -> None:
         frames = [encode_frames(msg) for msg in messages]
@@ -214,7 +206,7 @@ class ZmqStreamClient(StreamClient):
         else:
             self._send(frames[0], False)
         before, self._sent = self._sent, self._sent + len(messages)
-        if before // 64 != self._sent // 64:  # as often as send() would
+        if before // 64 != self._sent // 64:  # every 64 messages sent
             self._pick_up()
 
     def _send(self, frames: list[Any], copy: bool) -> None:
