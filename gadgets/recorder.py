@@ -20,7 +20,7 @@ import ismrmrd
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import ConfigError
-from kmtr_stream.ismrmrd_bulk import append_acquisitions
+from kmtr_stream.ismrmrd_bulk import BlockAppender
 from kmtr_stream.messages import XmlHeader
 
 
@@ -61,7 +61,7 @@ class RecorderGadget(Gadget):
             str(self.path), params.dataset_name, mode="w" if params.overwrite else "w-"
         )
         self.counts = {"acquisitions": 0, "waveforms": 0, "images": 0, "headers": 0}
-        self._pending: list[ismrmrd.Acquisition] = []
+        self._acqs = BlockAppender(self._dataset, params.block)
 
     def process(self, message: Any) -> Iterator[Any]:
         """Append ``message`` to the file and pass it on."""
@@ -69,9 +69,7 @@ class RecorderGadget(Gadget):
         if ds is None:
             raise ConfigError(f"gadget {self.id!r}: recording file {self.path} is already closed")
         if isinstance(message, ismrmrd.Acquisition):
-            self._pending.append(message)
-            if len(self._pending) >= self.params.block:
-                self._write_pending(ds)
+            self._acqs.add(message)
             self.counts["acquisitions"] += 1
         elif isinstance(message, XmlHeader):
             ds.write_xml_header(message.xml.encode("utf-8"))
@@ -84,14 +82,10 @@ class RecorderGadget(Gadget):
             self.counts["images"] += 1
         yield message
 
-    def _write_pending(self, ds: ismrmrd.Dataset) -> None:
-        append_acquisitions(ds, self._pending)
-        self._pending = []
-
     def _close(self) -> None:
         if self._dataset is not None:
             try:
-                self._write_pending(self._dataset)
+                self._acqs.flush()
             finally:
                 self._dataset.close()
                 self._dataset = None

@@ -9,7 +9,7 @@ interchangeable with every ISMRMRD reader and writer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import ismrmrd
 import numpy as np
@@ -61,3 +61,33 @@ def read_acquisitions(dset: ismrmrd.Dataset, start: int, stop: int) -> list[ismr
         traj = np.asarray(rec["traj"], np.float32).reshape(ns, dims)
         out.append(ismrmrd.Acquisition(head, data, traj))
     return out
+
+
+def iter_acquisitions(dset: ismrmrd.Dataset, block: int = 256) -> Iterator[ismrmrd.Acquisition]:
+    """Every acquisition of ``dset`` in order, read ``block`` at a time."""
+    n = dset.number_of_acquisitions()
+    for start in range(0, n, block):
+        yield from read_acquisitions(dset, start, min(start + block, n))
+
+
+class BlockAppender:
+    """Collects acquisitions and appends them to ``dset`` ``block`` at a time.
+
+    ``flush()`` writes what is collected; call it before closing the dataset.
+    """
+
+    def __init__(self, dset: ismrmrd.Dataset, block: int = 256) -> None:
+        self.dset = dset
+        self.block = block
+        self._pending: list[ismrmrd.Acquisition] = []
+
+    def add(self, acq: ismrmrd.Acquisition) -> None:
+        """Collect ``acq``; a full block is written at once."""
+        self._pending.append(acq)
+        if len(self._pending) >= self.block:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every collected acquisition."""
+        append_acquisitions(self.dset, self._pending)
+        self._pending = []

@@ -31,6 +31,7 @@ from typing import Any, TypeAlias
 
 from kmtr_stream.codec.parts import Buffer, decode_acquisition_at
 from kmtr_stream.codec.zmq_frames import (
+    _ACQ_ID,
     _FIXED,
     _HEADERS,
     _LENGTHS,
@@ -41,11 +42,10 @@ from kmtr_stream.codec.zmq_frames import (
     frame_header,
 )
 from kmtr_stream.errors import ProtocolError
-from kmtr_stream.messages import MessageId, WireMessage
+from kmtr_stream.messages import WireMessage
 
 #: Frame-0 message id of a packed message (no MRD message uses id 0).
 PACKED_ID = 0
-_ACQ_ID = int(MessageId.ACQUISITION)
 _PACKED_HEADER = _HEADERS[1]
 _PACKED_SIZE = _PACKED_HEADER.size
 ALIGN = 8

@@ -129,13 +129,16 @@ class StreamClient:
             left = deadline - time.monotonic()
             msg = self.receive(max(0.0, left)) if left > 0 else None
             if msg is None:
-                raise ClientTimeoutError(
-                    f"{self.url}: no CLOSE within {timeout_s:g} s ({n} messages received)", []
-                )
+                raise self._no_close(timeout_s, n)
             if isinstance(msg, Close):
                 return
             n += 1
             yield msg
+
+    def _no_close(self, timeout_s: float, received: int) -> ClientTimeoutError:
+        return ClientTimeoutError(
+            f"{self.url}: no CLOSE within {timeout_s:g} s ({received} messages received)", []
+        )
 
     def receive_until_close(self, timeout_s: float = 60.0) -> list[WireMessage]:
         """Everything the server sends up to its CLOSE (not included).
@@ -269,9 +272,7 @@ class ZmqStreamClient(StreamClient):
             left = deadline - time.monotonic()
             msg = self.receive(left) if left > 0 else None
             if msg is None:
-                raise ClientTimeoutError(
-                    f"{self.url}: no CLOSE within {timeout_s:g} s ({n} messages received)", []
-                )
+                raise self._no_close(timeout_s, n)
             inbox.appendleft(msg)
 
     def receive(self, timeout_s: float) -> WireMessage | None:

@@ -26,7 +26,7 @@ from typing import Any
 import ismrmrd
 
 from kmtr_stream.errors import KmtrError
-from kmtr_stream.ismrmrd_bulk import append_acquisitions, read_acquisitions
+from kmtr_stream.ismrmrd_bulk import BlockAppender, iter_acquisitions
 from kmtr_stream.messages import (
     Close,
     ConfigFile,
@@ -40,10 +40,6 @@ from kmtr_stream.transport.client import StreamClient
 
 OUTPUT_H5 = "output.h5"
 MESSAGES_JSONL = "messages.jsonl"
-
-
-#: Acquisitions read (and written) per HDF5 access.
-_READ_BLOCK = 256
 
 
 def read_dataset(path: str | Path, dataset_name: str = "dataset") -> Iterator[WireMessage]:
@@ -63,10 +59,8 @@ def read_dataset(path: str | Path, dataset_name: str = "dataset") -> Iterator[Wi
             raise KmtrError(f"{path}: {exc}") from None
         yield XmlHeader(xml.decode("utf-8") if isinstance(xml, bytes) else str(xml))
         groups = set(ds.list())
-        n_acq = ds.number_of_acquisitions() if "data" in groups else 0
         n_wav = ds.number_of_waveforms() if "waveforms" in groups else 0
-        acqs = (acq for start in range(0, n_acq, _READ_BLOCK)
-                for acq in read_acquisitions(ds, start, min(start + _READ_BLOCK, n_acq)))
+        acqs = iter_acquisitions(ds) if "data" in groups else iter(())
         wavs = (ds.read_waveform(i) for i in range(n_wav))
         keyed_a = ((a.acquisition_time_stamp, 0, i, a) for i, a in enumerate(acqs))
         keyed_w = ((w.time_stamp, 1, i, w) for i, w in enumerate(wavs))
@@ -109,7 +103,7 @@ class ResultWriter:
         h5.unlink(missing_ok=True)
         self._ds = ismrmrd.Dataset(str(h5), "dataset", create_if_needed=True)
         self._jsonl = (self.out_dir / MESSAGES_JSONL).open("w", encoding="utf-8")
-        self._acqs: list[ismrmrd.Acquisition] = []  # written a block at a time
+        self._acqs = BlockAppender(self._ds)
         self._header_written = False
         if header_xml is not None:
             self._write_header(header_xml)
@@ -124,9 +118,7 @@ class ResultWriter:
     def write(self, msg: WireMessage) -> None:
         """Store one returned message."""
         if isinstance(msg, ismrmrd.Acquisition):
-            self._acqs.append(msg)
-            if len(self._acqs) >= _READ_BLOCK:
-                self._flush_acquisitions()
+            self._acqs.add(msg)
         elif isinstance(msg, ismrmrd.Image):
             self._ds.append_image(f"images_{msg.image_series_index}", msg)
         elif isinstance(msg, ismrmrd.Waveform):
@@ -142,14 +134,10 @@ class ResultWriter:
         elif isinstance(msg, Text):
             self._line({"type": "text", "text": msg.text})
 
-    def _flush_acquisitions(self) -> None:
-        append_acquisitions(self._ds, self._acqs)
-        self._acqs = []
-
     def close(self) -> None:
         """Flush and close both files."""
         try:
-            self._flush_acquisitions()
+            self._acqs.flush()
         finally:
             self._jsonl.close()
             self._ds.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 import ismrmrd
 import numpy as np
 
-from kmtr_stream.ismrmrd_bulk import append_acquisitions, read_acquisitions
+from kmtr_stream.ismrmrd_bulk import append_acquisitions, iter_acquisitions, read_acquisitions
 
 
 def acquisitions(n: int) -> list[ismrmrd.Acquisition]:
@@ -40,10 +40,12 @@ def test_block_read_equals_read_acquisition(tmp_path: Path) -> None:
         ds.append_acquisition(acq)  # ismrmrd's own writer
     got = read_acquisitions(ds, 0, 256) + read_acquisitions(ds, 256, 300)
     theirs = [ds.read_acquisition(i) for i in (0, 1, 150, 299)]
+    blocks = list(iter_acquisitions(ds, block=128))  # 128 + 128 + 44
     ds.close()
     assert len(got) == 300
     assert all(same(a, b) for a, b in zip(acqs, got, strict=True))
     assert all(same(got[i], t) for i, t in zip((0, 1, 150, 299), theirs, strict=True))
+    assert len(blocks) == 300 and all(same(a, b) for a, b in zip(acqs, blocks, strict=True))
 
 
 def test_block_write_reads_back_with_ismrmrd(tmp_path: Path) -> None:
