@@ -12,6 +12,7 @@ _MODULES: list[str] = [
     "remove_oversampling",
     "coil_compression",
     "slice_buffer",
+    "model_grid",
     "subject_aggregation",
     "kmtr_inference",
     "recon_inference",

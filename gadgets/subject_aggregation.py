@@ -32,7 +32,10 @@ class SubjectPredictor(Protocol):
     """What ``kmtr_stream.model.load_subject_predictor`` returns."""
 
     def predict(self, results: list[SliceResult]) -> dict[str, Any]:
-        """``{"phenotypes": {...}, "diagnosis": {"class": str, "probabilities": {...}}}``."""
+        """``{"phenotypes": {...}, "diagnosis": {"class": str, "probabilities": {...}}}``.
+
+        May add ``"ood": {"score", "threshold", "flagged"}``.
+        """
         ...
 
 
@@ -141,11 +144,20 @@ class SubjectAggregationGadget(Gadget):
                 "class": str(diag["class"]),
                 "probabilities": {str(k): float(v) for k, v in diag["probabilities"].items()},
             }
+            if pred.get("ood") is not None:
+                # Out-of-distribution score of the latents (kmtr_stream.model.ood): a
+                # flagged subject's outputs must not be trusted as they stand.
+                body["ood"] = {str(k): v for k, v in pred["ood"].items()}
         return Result(kind="subject", body=body)
 
     def process(self, message: Any) -> Iterable[Any]:
         r: SliceResult = message
-        yield Result(kind="slice", body=slice_body(r))
+        body = slice_body(r)
+        slice_ood = getattr(self.predictor, "slice_ood", None)
+        score = slice_ood(r.latent) if slice_ood is not None else None
+        if score is not None:
+            body["ood_score"] = float(score)
+        yield Result(kind="slice", body=body)
         if not r.final:
             return
         self.n_slices = max(self.n_slices, int(r.n_slices))

@@ -17,6 +17,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("kmtr_stream.cli_simulate", "simulate scans: ISMRMRD datasets or a live stream"),
     "train": ("kmtr_stream.cli_train", "train k-MTR or a baseline from a TOML config"),
     "evaluate": ("kmtr_stream.cli_evaluate", "evaluate k-MTR and baselines per acceleration"),
+    "calibrate-ood": (
+        "kmtr_stream.cli_calibrate", "fit the out-of-distribution score of trained weights"
+    ),
+    "robustness": (
+        "kmtr_stream.cli_robustness", "pose, shifted-cohort and out-of-distribution checks"
+    ),
 }
 
 

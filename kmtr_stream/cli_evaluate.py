@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="size of a cached test cohort to take the first --subjects from",
     )
+    parser.add_argument(
+        "--randomize",
+        default="",
+        choices=("", "none", "train", "shifted"),
+        help="test cohort randomization; '' = as the weights were trained, 'shifted' = the "
+        "held-out shifted cohort",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/eval", help="output directory (JSON, PNG plots)")
@@ -56,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             models["upper"] = read_weights(args.upper)
         train_cfg = models["kmtr"].meta["training"]["config"]
         data = replace(DataConfig(**train_cfg["data"]), cache_dir=args.cache_dir)
+        if args.randomize:
+            data = replace(data, sim={**data.sim, "randomize": args.randomize})
         accels = [int(a) for a in args.accelerations.split(",") if a.strip()]
         results = evaluate(
             models,

@@ -77,6 +77,41 @@ class SubjectParams:
     intensity_scale: tuple[float, ...]
     bias_coeffs: tuple[float, ...]
     phase_coeffs: tuple[float, ...]
+    # Domain randomization (``SimConfig.randomize``); the defaults are the plain phantom.
+    #: In-plane rotation of the whole subject (body and heart) in the scanner frame.
+    view_angle_rad: float = 0.0
+    #: Shift of the whole subject in the scanner frame, ``(x, y)`` mm.
+    view_shift_mm: tuple[float, float] = (0.0, 0.0)
+    #: Border harmonics ``(a2, b2, a3, b3, a4, b4)``: relative radius change of the LV
+    #: endocardium/epicardium ``sum_k a_k cos(k t) + b_k sin(k t)`` over the heart angle.
+    lv_shape: tuple[float, ...] = ()
+    #: Same harmonics for the RV cavity border.
+    rv_shape: tuple[float, ...] = ()
+    #: RV ellipse centre in the heart frame, as fractions of the LV epicardial radius:
+    #: ``(septal anchor, anterior offset)``; (0.1, 0.25) is the plain phantom.
+    rv_anchor: tuple[float, float] = (0.1, 0.25)
+    #: Papillary muscles / trabeculae ``(angle, radial fraction, size fraction)`` triples,
+    #: flattened (image only; labelled LV cavity, the ACDC convention). Empty: two muscles.
+    papillary: tuple[float, ...] = ()
+    #: Extra structures ``(x, y, semi x, semi y, intensity)`` quintuples in the body frame,
+    #: flattened: vessels, stomach, bright round structures that are not the LV.
+    clutter: tuple[float, ...] = ()
+    #: Absolute tissue intensities in ``TISSUE_INTENSITY`` order (overrides
+    #: ``intensity_scale`` when set: contrast randomized per subject and tissue).
+    tissue_values: tuple[float, ...] = ()
+    #: Blood SNR of this subject (0: ``SimConfig.snr``).
+    snr: float = 0.0
+    #: Receive coils of this subject (0: ``SimConfig.n_coils``).
+    n_coils: int = 0
+
+    def tissue(self) -> dict[str, float]:
+        """Intensity of every tissue of this subject."""
+        if self.tissue_values:
+            return dict(zip(TISSUE_INTENSITY, self.tissue_values, strict=True))
+        return {
+            t: TISSUE_INTENSITY[t] * s
+            for t, s in zip(TISSUE_INTENSITY, self.intensity_scale, strict=True)
+        }
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict of the parameters."""
@@ -86,6 +121,21 @@ class SubjectParams:
 def mosteller_bsa(height_cm: float, weight_kg: float) -> float:
     """Body surface area in m^2 (Mosteller formula)."""
     return float(np.sqrt(height_cm * weight_kg / 3600.0))
+
+
+def harmonics(cos_t: Any, sin_t: Any, coeffs: tuple[float, ...]) -> Any:
+    """``sum_k a_k cos(k t) + b_k sin(k t)``, k = 2, 3, ..., from cos/sin of the angle.
+
+    Harmonics from 2 up keep the border's centroid (k = 1 would shift it).
+    """
+    out: Any = 0.0
+    c_prev, s_prev = cos_t, sin_t  # cos/sin of (k - 1) t, starting at k = 1
+    for i in range(0, len(coeffs), 2):
+        c_k = c_prev * cos_t - s_prev * sin_t
+        s_k = s_prev * cos_t + c_prev * sin_t
+        out = out + coeffs[i] * c_k + coeffs[i + 1] * s_k
+        c_prev, s_prev = c_k, s_k
+    return out
 
 
 def von_mises(cos_t: Any, sin_t: Any, angle_rad: float, kappa: float) -> Any:

@@ -50,6 +50,10 @@ class SimConfig:
     field_strength_t: float = 1.5
     bandwidth_hz_per_pixel: float = 1000.0
     rr_interval_ms: float = 900.0
+    #: Domain randomization of the subjects: "none" (the plain phantom), "train"
+    #: (pose, shape, contrast, clutter, SNR, coils; see :mod:`simulator.randomization`)
+    #: or "shifted" (families held out of training: the out-of-distribution cohort).
+    randomize: str = "none"
     #: Relative class frequencies in CLASSES order (NOR, DCM, HCM, MINF, ARV).
     class_weights: tuple[float, ...] = field(default=(1.0, 1.0, 1.0, 1.0, 1.0))
 
@@ -89,6 +93,11 @@ class SimConfig:
             raise ConfigError(
                 f"SimConfig.class_weights must be {len(CLASSES)} non-negative weights "
                 f"with a positive sum, got {self.class_weights}"
+            )
+        if self.randomize not in ("none", "train", "shifted"):
+            raise ConfigError(
+                "SimConfig.randomize must be one of ('none', 'train', 'shifted'), "
+                f"got {self.randomize!r}"
             )
         if self.snr <= 0:
             raise ConfigError(f"SimConfig.snr must be > 0, got {self.snr}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,9 @@ def training_item(
         raise ConfigError(f"n_virtual_coils must be in 1..{cfg.n_coils}, got {n_virtual_coils}")
     subject = make_subject(subject_id, seed, cfg)
     idx = [0, subject.es_phase] if phases == "ed_es" else list(range(cfg.n_phases))
+    # A randomized subject brings its own coil count (compressed to the same virtual coils).
+    if subject.params.n_coils:
+        cfg = replace(cfg, n_coils=max(subject.params.n_coils, n_virtual_coils))
     setup = scanner_setup(subject, cfg, oversampled=False)
     # Rendering the reconstructed field of view directly equals removing readout
     # oversampling from the oversampled acquisition (orthonormal crop).

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from kmtr_stream.conventions import Label
-from simulator.anatomy import TISSUE_INTENSITY, SubjectParams, von_mises
+from simulator.anatomy import SubjectParams, harmonics, von_mises
 from simulator.config import SimConfig
 from simulator.motion import contraction_curve
 
-_TISSUES = tuple(TISSUE_INTENSITY)
+#: Papillary muscles of the plain phantom: (angle, radial fraction, size fraction).
+_PAPILLARY = (-0.9, 0.6, 0.16, 1.2, 0.6, 0.16)
 #: Thickness of the RV free wall (rendered as myocardium, labelled background).
 RV_WALL_MM = 3.0
 
@@ -33,6 +34,31 @@ def pixel_coords_mm(n: int, d_mm: float, supersample: int = 1) -> np.ndarray:
     centres = (np.arange(n) - n // 2) * d_mm
     offsets = (np.arange(supersample) - (supersample - 1) / 2) * d_mm / supersample
     return (centres[:, None] + offsets[None, :]).reshape(-1).astype(np.float32)
+
+
+def has_view(p: SubjectParams) -> bool:
+    """Whether the subject is rotated or shifted in the scanner frame."""
+    return p.view_angle_rad != 0.0 or tuple(p.view_shift_mm) != (0.0, 0.0)
+
+
+def body_coords(p: SubjectParams, x_mm: np.ndarray, y_mm: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Scanner-frame sample axes -> body-frame sample positions.
+
+    Returns the 1-D axes unchanged for an unrotated, unshifted subject (the cheap
+    separable path); otherwise ``(y, x)`` float32 grids of body-frame x and y.
+    """
+    if not has_view(p):
+        return x_mm, y_mm
+    c, s = np.cos(p.view_angle_rad), np.sin(p.view_angle_rad)
+    xs = x_mm[None, :].astype(np.float64) - p.view_shift_mm[0]
+    ys = y_mm[:, None].astype(np.float64) - p.view_shift_mm[1]
+    return (c * xs + s * ys).astype(np.float32), (c * ys - s * xs).astype(np.float32)
+
+
+def to_scanner(p: SubjectParams, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Body-frame positions -> scanner-frame positions (inverse of ``body_coords``)."""
+    c, s = np.cos(p.view_angle_rad), np.sin(p.view_angle_rad)
+    return c * x - s * y + p.view_shift_mm[0], s * x + c * y + p.view_shift_mm[1]
 
 
 @dataclass(frozen=True)
@@ -93,8 +119,8 @@ def heart_masks(
         p: subject parameters.
         cfg: simulator configuration (slices, cycle).
         phases: cardiac phase indices to evaluate.
-        x_mm: ``(x,)`` sample positions.
-        y_mm: ``(y,)`` sample positions.
+        x_mm: ``(x,)`` body-frame sample positions, or a ``(y, x)`` grid of them.
+        y_mm: ``(y,)`` body-frame sample positions, or a ``(y, x)`` grid of them.
         labels_only: skip the parts that only the image needs (RV wall, papillary muscles).
 
     Returns:
@@ -108,8 +134,12 @@ def heart_masks(
     def per_slice(a: np.ndarray) -> np.ndarray:
         return a.astype(f32)[None, :, None, None]  # (1, S, 1, 1)
 
-    dx = x_mm[None, None, None, :] - per_slice(g.cx)  # (1, S, 1, X)
-    dy = y_mm[None, None, :, None] - per_slice(g.cy)  # (1, S, Y, 1)
+    if x_mm.ndim == 1:
+        dx = x_mm[None, None, None, :] - per_slice(g.cx)  # (1, S, 1, X)
+        dy = y_mm[None, None, :, None] - per_slice(g.cy)  # (1, S, Y, 1)
+    else:
+        dx = x_mm[None, None] - per_slice(g.cx)  # (1, S, Y, X)
+        dy = y_mm[None, None] - per_slice(g.cy)
     ca, sa = f32(np.cos(p.heart_angle_rad)), f32(np.sin(p.heart_angle_rad))
     u = dx * ca + dy * sa  # (1, S, Y, X)
     v = dy * ca - dx * sa
@@ -119,9 +149,14 @@ def heart_masks(
     # Without regional terms the wall and contraction are per-slice scalars (cheap path).
     thick: np.ndarray = wall
     k: np.ndarray | np.float32 = f32(p.lv_contraction)
-    if p.hypertrophy_mm > 0 or p.infarct:
+    rv_border: np.ndarray | np.float32 = f32(1.0)
+    if p.hypertrophy_mm > 0 or p.infarct or p.lv_shape or p.rv_shape:
         inv = 1.0 / np.sqrt(np.maximum(rho2, f32(1e-12)))
         cos_t, sin_t = u * inv, v * inv
+        if p.lv_shape:
+            radius = radius * (1.0 + harmonics(cos_t, sin_t, p.lv_shape)).astype(f32)
+        if p.rv_shape:
+            rv_border = (1.0 + harmonics(cos_t, sin_t, p.rv_shape)).astype(f32)
         if p.hypertrophy_mm > 0:
             thick = thick + per_slice(g.hyp) * von_mises(
                 cos_t, sin_t, p.hypertrophy_angle_rad, p.hypertrophy_kappa
@@ -142,25 +177,27 @@ def heart_masks(
     # RV ellipse anchored just inside the septum; the free wall moves towards it.
     rv_a = per_slice(g.rv_u) * (1.0 - cp * f32(p.rv_contraction))
     rv_b = per_slice(g.rv_v) * (1.0 - 0.35 * cp * f32(p.rv_contraction))
-    anchor = per_slice(0.1 * (g.radius + g.wall))
-    uc, vc = anchor - rv_a, -0.25 * per_slice(g.radius + g.wall)
+    anchor = per_slice(p.rv_anchor[0] * (g.radius + g.wall))
+    uc, vc = anchor - rv_a, -p.rv_anchor[1] * per_slice(g.radius + g.wall)
     present = rv_a > 0.5
     safe_a, safe_b = np.maximum(rv_a, f32(1e-3)), np.maximum(rv_b, f32(1e-3))
     e_in = ((u - uc) / safe_a) ** 2 + ((v - vc) / safe_b) ** 2
-    rv_cav = (e_in < 1.0) & ~lv_epi & present
+    rv_cav = (e_in < rv_border) & ~lv_epi & present
     if labels_only:
         empty = np.zeros(lv_cav.shape, dtype=bool)
         return HeartMasks(
             lv_cavity=lv_cav, lv_myo=lv_myo, rv_cavity=rv_cav, rv_wall=empty, papillary=empty
         )
     e_out = ((u - uc) / (safe_a + RV_WALL_MM)) ** 2 + ((v - vc) / (safe_b + RV_WALL_MM)) ** 2
-    rv_wall = (e_out < 1.0) & ~rv_cav & ~lv_epi & present
+    rv_wall = (e_out < rv_border) & ~rv_cav & ~lv_epi & present
 
     # Papillary muscles: image only (ACDC counts them as cavity).
     pap = np.zeros(lv_cav.shape, dtype=bool)
-    for ang in (-0.9, 1.2):
-        pu, pv = 0.6 * r_endo * np.cos(ang), 0.6 * r_endo * np.sin(ang)
-        pr = 0.16 * radius
+    muscles = p.papillary or _PAPILLARY
+    for i in range(0, len(muscles), 3):
+        ang, rf, sf = muscles[i : i + 3]
+        pu, pv = rf * r_endo * np.cos(ang), rf * r_endo * np.sin(ang)
+        pr = sf * radius
         pap |= ((u - pu) ** 2 + (v - pv) ** 2) < pr * pr
     pap &= lv_cav & (radius > 0.5 * p.lv_radius_mm)
     return HeartMasks(
@@ -190,13 +227,23 @@ def _heart_box(
 
 def heart_extent_mm(p: SubjectParams) -> float:
     """Radius around the LV centre that contains the whole heart (any phase, any slice)."""
-    epi = p.lv_radius_mm + p.wall_mm + p.hypertrophy_mm
+    grow = 1.0 + float(np.sum(np.abs(p.lv_shape)))
+    epi = p.lv_radius_mm * grow + p.wall_mm + p.hypertrophy_mm
     # RV ellipse: its centre's distance from the LV centre plus its longer semi-axis
     # (base slice, end-diastole: the largest it gets; see heart_masks).
-    base_epi = p.lv_radius_mm + p.wall_mm
-    centre = float(np.hypot(0.1 * base_epi - p.rv_semi_u_mm, 0.25 * base_epi))
-    rv = centre + max(p.rv_semi_u_mm, p.rv_semi_v_mm) + RV_WALL_MM
+    base_epi = p.lv_radius_mm * grow + p.wall_mm
+    a, b = p.rv_anchor
+    centre = float(np.hypot(a * base_epi - p.rv_semi_u_mm, b * base_epi))
+    rv_grow = 1.0 + float(np.sum(np.abs(p.rv_shape)))
+    rv = centre + max(p.rv_semi_u_mm, p.rv_semi_v_mm) * rv_grow + RV_WALL_MM * rv_grow
     return max(epi, rv) + 4.0
+
+
+def heart_centres_scanner(p: SubjectParams, g: SliceGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """``(slices,)`` LV centres in the scanner frame (where the boxes are cut)."""
+    if not has_view(p):
+        return g.cx, g.cy
+    return to_scanner(p, g.cx, g.cy)
 
 
 def render_labels(
@@ -210,13 +257,15 @@ def render_labels(
     phases = list(range(cfg.n_phases)) if phases is None else list(phases)
     g = slice_geometry(p, cfg)
     ext = heart_extent_mm(p)
-    x0, x1 = _heart_box(p, cfg, cfg.nx, cfg.dx_mm, g.cx, ext)
-    y0, y1 = _heart_box(p, cfg, cfg.ny, cfg.dy_mm, g.cy, ext)
+    cx, cy = heart_centres_scanner(p, g)
+    x0, x1 = _heart_box(p, cfg, cfg.nx, cfg.dx_mm, cx, ext)
+    y0, y1 = _heart_box(p, cfg, cfg.ny, cfg.dy_mm, cy, ext)
     out = np.zeros((len(phases), cfg.n_slices, cfg.ny, cfg.nx), dtype=np.uint8)
     if x1 <= x0 or y1 <= y0:
         return out
-    x = pixel_coords_mm(cfg.nx, cfg.dx_mm)[x0:x1]
-    y = pixel_coords_mm(cfg.ny, cfg.dy_mm)[y0:y1]
+    x, y = body_coords(
+        p, pixel_coords_mm(cfg.nx, cfg.dx_mm)[x0:x1], pixel_coords_mm(cfg.ny, cfg.dy_mm)[y0:y1]
+    )
     out[:, :, y0:y1, x0:x1] = masks_to_labels(heart_masks(p, cfg, phases, x, y, labels_only=True))
     return out
 
@@ -238,8 +287,17 @@ def _paint(
     value: float,
     within: np.ndarray | None = None,
 ) -> None:
-    """Set ``img`` (y, x) to ``value`` inside an ellipse, touching only its bounding box."""
+    """Set ``img`` (y, x) to ``value`` inside an ellipse, touching only its bounding box.
+
+    ``x_mm``/``y_mm`` are increasing axes, or ``(y, x)`` grids of (rotated) positions.
+    """
     if ax <= 0 or ay <= 0:
+        return
+    if x_mm.ndim == 2:
+        inside = _ellipse(x_mm, y_mm, cx, cy, ax, ay)
+        if within is not None:
+            inside &= within
+        img[inside] = value
         return
     i0, i1 = np.searchsorted(x_mm, [cx - ax, cx + ax])
     j0, j1 = np.searchsorted(y_mm, [cy - ay, cy + ay])
@@ -257,16 +315,17 @@ def static_tissue(
     """Intensity of the non-cardiac anatomy in every slice.
 
     Args:
-        x_mm: ``(x,)`` increasing sample positions.
-        y_mm: ``(y,)`` increasing sample positions.
+        x_mm: ``(x,)`` increasing scanner-frame sample positions.
+        y_mm: ``(y,)`` increasing scanner-frame sample positions.
 
     Returns:
         ``(slices, y, x)`` float32 magnitudes (the mediastinum is soft tissue).
     """
-    val = {t: TISSUE_INTENSITY[t] * s for t, s in zip(_TISSUES, p.intensity_scale, strict=True)}
+    val = p.tissue()
     bx, by, cy = p.body_semi_x_mm, p.body_semi_y_mm, p.body_centre_y_mm
     f, m = p.fat_mm, p.muscle_mm
     base = np.zeros((y_mm.size, x_mm.size), dtype=np.float32)
+    x_mm, y_mm = body_coords(p, x_mm, y_mm)
     _paint(base, x_mm, y_mm, 0.0, cy, bx, by, val["fat"])
     _paint(base, x_mm, y_mm, 0.0, cy, bx - f, by - f, val["muscle"])
     thorax = np.zeros(base.shape, dtype=bool)
@@ -274,7 +333,7 @@ def static_tissue(
     base[thorax] = val["soft"]
     g = slice_geometry(p, cfg)
     spine_y = cy + by - 34.0
-    out = np.empty((cfg.n_slices, y_mm.size, x_mm.size), dtype=np.float32)
+    out = np.empty((cfg.n_slices, *base.shape), dtype=np.float32)
     heart_r = p.lv_radius_mm + p.wall_mm + p.hypertrophy_mm
     ar = p.aorta_radius_mm
     for k, z in enumerate(cfg.slice_positions_mm()):
@@ -292,6 +351,9 @@ def static_tissue(
             (hx - 0.55 * heart_r, hy - 2.0, 1.3 * heart_r, 1.15 * heart_r + 4.0, val["soft"]),
         )
         for ox, oy, oax, oay, v in organs:
+            _paint(img, x_mm, y_mm, ox, oy, oax, oay, v, thorax)
+        for i in range(0, len(p.clutter), 5):
+            ox, oy, oax, oay, v = p.clutter[i : i + 5]
             _paint(img, x_mm, y_mm, ox, oy, oax, oay, v, thorax)
         _paint(img, x_mm, y_mm, -5.0, cy - by + f + m + 4.0, 12.0, 5.0, val["bone"])  # sternum
         _paint(img, x_mm, y_mm, 0.0, spine_y, 15.0, 13.0, val["bone"])  # vertebra
@@ -330,17 +392,15 @@ def _tight_heart_box(p: SubjectParams, cfg: SimConfig, nx: int) -> tuple[int, in
     """
     g = slice_geometry(p, cfg)
     ext = heart_extent_mm(p)
-    x0, x1 = _heart_box(p, cfg, nx, cfg.dx_mm, g.cx, ext)
-    y0, y1 = _heart_box(p, cfg, cfg.ny, cfg.dy_mm, g.cy, ext)
+    cx, cy = heart_centres_scanner(p, g)
+    x0, x1 = _heart_box(p, cfg, nx, cfg.dx_mm, cx, ext)
+    y0, y1 = _heart_box(p, cfg, cfg.ny, cfg.dy_mm, cy, ext)
     if x1 <= x0 or y1 <= y0:
         return 0, 0, 0, 0
-    m = heart_masks(
-        p,
-        cfg,
-        [0],
-        pixel_coords_mm(nx, cfg.dx_mm)[x0:x1],
-        pixel_coords_mm(cfg.ny, cfg.dy_mm)[y0:y1],
+    bx, by = body_coords(
+        p, pixel_coords_mm(nx, cfg.dx_mm)[x0:x1], pixel_coords_mm(cfg.ny, cfg.dy_mm)[y0:y1]
     )
+    m = heart_masks(p, cfg, [0], bx, by)
     heart = (m.lv_cavity | m.lv_myo | m.rv_cavity | m.rv_wall).any(axis=(0, 1))
     rows, cols = np.flatnonzero(heart.any(axis=1)), np.flatnonzero(heart.any(axis=0))
     if rows.size == 0:
@@ -380,10 +440,11 @@ def render_image(
     ).copy()
     x0, x1, y0, y1 = _tight_heart_box(p, cfg, nx)
     if x1 > x0 and y1 > y0:
-        m = heart_masks(p, cfg, phases, xs[x0 * ss : x1 * ss], ys[y0 * ss : y1 * ss])
-        val = dict(zip(_TISSUES, p.intensity_scale, strict=True))
-        blood = np.float32(TISSUE_INTENSITY["blood"] * val["blood"])
-        myo = np.float32(TISSUE_INTENSITY["myocardium"] * val["myocardium"])
+        hx, hy = body_coords(p, xs[x0 * ss : x1 * ss], ys[y0 * ss : y1 * ss])
+        m = heart_masks(p, cfg, phases, hx, hy)
+        val = p.tissue()
+        blood = np.float32(val["blood"])
+        myo = np.float32(val["myocardium"])
         box = np.broadcast_to(
             static[None, :, y0 * ss : y1 * ss, x0 * ss : x1 * ss], m.lv_cavity.shape
         )

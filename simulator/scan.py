@@ -61,7 +61,7 @@ def scanner_setup(subject: Subject, cfg: SimConfig, oversampled: bool) -> Scanne
     sens = coil_sensitivities(
         coils, pixel_coords_mm(nx, cfg.dx_mm), pixel_coords_mm(cfg.ny, cfg.dy_mm), z, ref
     )
-    sigma = TISSUE_INTENSITY["blood"] / cfg.snr
+    sigma = TISSUE_INTENSITY["blood"] / (p.snr or cfg.snr)
     return ScannerSetup(sensitivities=sens, noise_cov=cov * sigma * sigma)
 
 
@@ -132,10 +132,19 @@ def scan_plan(cfg: SimConfig, rng: np.random.Generator) -> ScanPlan:
 
 
 def simulate_scan(
-    subject_id: int, seed: int, cfg: SimConfig, diagnosis: int | None = None
+    subject_id: int,
+    seed: int,
+    cfg: SimConfig,
+    diagnosis: int | None = None,
+    subject: Subject | None = None,
 ) -> ScanData:
-    """Simulate the whole acquisition of one subject (all phases, oversampled readouts)."""
-    subject = make_subject(subject_id, seed, cfg, diagnosis)
+    """Simulate the whole acquisition of one subject (all phases, oversampled readouts).
+
+    ``subject`` (drawn under another configuration) scans that same anatomy with
+    this configuration's protocol: matrix, field of view, coils, oversampling.
+    """
+    if subject is None:
+        subject = make_subject(subject_id, seed, cfg, diagnosis)
     setup = scanner_setup(subject, cfg, oversampled=True)
     k, img = coil_kspace(subject, cfg, setup, range(cfg.n_phases), oversampled=True)
     noise_rng = scanner_rng(subject_id, seed, 2)

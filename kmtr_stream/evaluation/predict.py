@@ -20,11 +20,13 @@ class Predictions:
         labels: ``(b, 2, slices, ny, nx)`` uint8 predicted label maps.
         phenotypes_std: ``(b, 9)`` standardised phenotype predictions.
         logits: ``(b, classes)`` disease logits (before temperature scaling).
+        latents: ``(b, 2, slices, d)`` slice latents (for the out-of-distribution score).
     """
 
     labels: np.ndarray
     phenotypes_std: np.ndarray
     logits: np.ndarray
+    latents: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -46,4 +48,5 @@ def predict_batch(
         labels=labels.to(torch.uint8).cpu().numpy(),
         phenotypes_std=ph.float().cpu().numpy(),
         logits=lg.float().cpu().numpy(),
+        latents=lat.float().reshape(b, p, s, -1).cpu().numpy(),
     )

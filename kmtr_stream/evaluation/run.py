@@ -60,6 +60,7 @@ def predict_cohort(
         labels=np.concatenate([p.labels for p in parts]),
         phenotypes_std=np.concatenate([p.phenotypes_std for p in parts]),
         logits=np.concatenate([p.logits for p in parts]),
+        latents=np.concatenate([p.latents for p in parts if p.latents is not None]),
     )
 
 

@@ -28,6 +28,13 @@ class ModelConfig:
         n_classes_dx: disease classes.
         max_slices: largest slice count the subject head accepts.
         area_scale: factor on the per-slice label-area fractions fed to the subject head.
+        fov_mm: field of view of the model's grid in mm (square; pixel ``fov_mm / nx``);
+            the chain resamples every acquisition onto it in k-space.
+        activation: trunk non-linearity, "relu" or "gelu" (GELU keeps a gradient where
+            ReLU units die, the cause of the decoder switching off over the LV).
+        frontend_init: initial k-space transforms, "random" or "fourier" (the learned
+            maps start at the centred DFT basis of the grid, so training starts from
+            features that are local in space; they are trained like every weight).
     """
 
     n_coils: int = 4
@@ -45,6 +52,9 @@ class ModelConfig:
     n_classes_dx: int = 5
     max_slices: int = 32
     area_scale: float = 10.0
+    fov_mm: float = 200.0
+    activation: str = "relu"
+    frontend_init: str = "random"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (tuples become lists)."""
@@ -63,6 +73,12 @@ class ModelConfig:
         if "channels" in kwargs:
             kwargs["channels"] = tuple(int(c) for c in kwargs["channels"])
         cfg = cls(**kwargs)
+        if cfg.activation not in ("relu", "gelu"):
+            raise ConfigError(f"activation must be 'relu' or 'gelu', got {cfg.activation!r}")
+        if cfg.frontend_init not in ("random", "fourier"):
+            raise ConfigError(
+                f"frontend_init must be 'random' or 'fourier', got {cfg.frontend_init!r}"
+            )
         if cfg.ny % (2 ** (len(cfg.channels) - 1)) or cfg.nx % (2 ** (len(cfg.channels) - 1)):
             raise ConfigError(f"grid {cfg.ny}x{cfg.nx} not divisible by the U-Net's downsampling")
         return cfg

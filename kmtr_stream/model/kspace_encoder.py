@@ -29,6 +29,25 @@ def _complex_init(
     return torch.randn(*shape, 2, generator=generator) * std
 
 
+def _fourier_init(
+    h: int, n_out: int, n_in: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``(h, n_out, n_in, 2)`` centred inverse-DFT basis (sample ``n // 2`` is DC).
+
+    Transform 0 is the basis itself; the others are perturbed copies, so the
+    transforms can specialise. Only the starting point: the weights are learned.
+    """
+    out_pos = torch.arange(n_out, dtype=torch.float64) - n_out // 2
+    in_pos = torch.arange(n_in, dtype=torch.float64) - n_in // 2
+    angle = 2.0 * math.pi * out_pos[:, None] * in_pos[None, :] / n_in
+    basis = torch.stack((torch.cos(angle), torch.sin(angle)), dim=-1) / math.sqrt(n_in)
+    w = basis.float()[None].repeat(h, 1, 1, 1)
+    if h > 1:
+        noise = torch.randn(h - 1, n_out, n_in, 2, generator=generator)
+        w[1:] += noise * (0.5 / math.sqrt(2.0 * n_in))
+    return w
+
+
 class KSpaceFrontend(nn.Module):
     """Undersampled multi-coil k-space -> image-grid feature map, line by line.
 
@@ -41,8 +60,12 @@ class KSpaceFrontend(nn.Module):
         self.cfg = cfg
         h, c = cfg.n_transforms, cfg.n_coils
         # Learned complex maps along kx (per transform), then across ky lines.
-        self.wx = nn.Parameter(_complex_init(h, cfg.nx, cfg.n_kx, fan_in=cfg.n_kx))
-        self.wy = nn.Parameter(_complex_init(h, cfg.ny, cfg.n_ky, fan_in=cfg.n_ky // 4))
+        if cfg.frontend_init == "fourier":
+            self.wx = nn.Parameter(_fourier_init(h, cfg.nx, cfg.n_kx))
+            self.wy = nn.Parameter(_fourier_init(h, cfg.ny, cfg.n_ky))
+        else:
+            self.wx = nn.Parameter(_complex_init(h, cfg.nx, cfg.n_kx, fan_in=cfg.n_kx))
+            self.wy = nn.Parameter(_complex_init(h, cfg.ny, cfg.n_ky, fan_in=cfg.n_ky // 4))
         raw = h * c * 3  # real, imag and modulus per transform and coil
         self.norm = nn.GroupNorm(h, raw)
         film_out = nn.Linear(64, 2 * raw)

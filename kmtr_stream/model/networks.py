@@ -52,7 +52,9 @@ class ImageModel(SliceModel):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.trunk = UNetTrunk(1, cfg.channels, cfg.latent_dim, cfg.n_classes_seg)
+        self.trunk = UNetTrunk(
+            1, cfg.channels, cfg.latent_dim, cfg.n_classes_seg, activation=cfg.activation
+        )
         self.subject_head = SubjectHead(cfg)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +79,11 @@ class KMTRModel(SliceModel):
         self.cfg = cfg
         self.frontend = KSpaceFrontend(cfg)
         self.trunk = UNetTrunk(
-            self.frontend.out_channels, cfg.channels, cfg.latent_dim, cfg.n_classes_seg
+            self.frontend.out_channels,
+            cfg.channels,
+            cfg.latent_dim,
+            cfg.n_classes_seg,
+            activation=cfg.activation,
         )
         self.subject_head = SubjectHead(cfg)
         self.image_branch = ImageModel(cfg) if with_image_branch else None

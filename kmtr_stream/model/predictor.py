@@ -13,6 +13,7 @@ from kmtr_stream.errors import KmtrError
 from kmtr_stream.messages import SliceResult
 from kmtr_stream.model.heads import label_areas
 from kmtr_stream.model.io import LoadedModel, load_model
+from kmtr_stream.model.ood import LatentStats, slice_scores
 from kmtr_stream.training.calibration import softmax
 
 
@@ -34,6 +35,26 @@ class SubjectPredictor:
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
+        ood = loaded.meta.get("ood")
+        #: Training-latent statistics, or None for weights without an OOD calibration.
+        self.ood = LatentStats.from_json(ood) if ood else None
+
+    def slice_ood(self, latent: np.ndarray) -> float | None:
+        """Out-of-distribution score of one slice latent (None without a calibration)."""
+        if self.ood is None:
+            return None
+        return float(slice_scores(self.ood, np.asarray(latent, np.float32)))
+
+    def ood_summary(self, latents: np.ndarray) -> dict[str, Any] | None:
+        """``{"score", "threshold", "flagged"}`` of ``(..., d)`` latents of one subject."""
+        if self.ood is None:
+            return None
+        score = float(slice_scores(self.ood, latents).mean())
+        return {
+            "score": score,
+            "threshold": self.ood.threshold,
+            "flagged": bool(score > self.ood.threshold),
+        }
 
     def predict(self, results: list[SliceResult]) -> dict[str, Any]:
         """Run the subject head on the ED and ES slice latents.
@@ -45,7 +66,7 @@ class SubjectPredictor:
         Returns:
             ``{"phenotypes": {name: value}, "diagnosis": {"class": str,
             "probabilities": {class: p}}, "ed_phase": int, "es_phase": int,
-            "n_slices": int}``.
+            "n_slices": int, "ood": {"score", "threshold", "flagged"} or None}``.
         """
         ed, es = choose_ed_es(results)
         by_key = {(r.phase, r.slice): r for r in results if r.phase in (ed, es)}
@@ -77,6 +98,7 @@ class SubjectPredictor:
             "ed_phase": ed,
             "es_phase": es,
             "n_slices": len(slices),
+            "ood": self.ood_summary(latents),
         }
 
 

@@ -7,15 +7,19 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+def _act(name: str) -> nn.Module:
+    return nn.GELU() if name == "gelu" else nn.ReLU(inplace=True)
+
+
+def _block(cin: int, cout: int, activation: str = "relu") -> nn.Sequential:
     groups = 4 if cout % 4 == 0 else 1
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1),
         nn.GroupNorm(groups, cout),
-        nn.ReLU(inplace=True),
+        _act(activation),
         nn.Conv2d(cout, cout, 3, padding=1),
         nn.GroupNorm(groups, cout),
-        nn.ReLU(inplace=True),
+        _act(activation),
     )
 
 
@@ -29,17 +33,18 @@ class UNetTrunk(nn.Module):
         latent_dim: int,
         n_classes: int,
         with_decoder: bool = True,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         self.down = nn.ModuleList()
         cin = in_channels
         for c in channels:
-            self.down.append(_block(cin, c))
+            self.down.append(_block(cin, c, activation))
             cin = c
         self.up = nn.ModuleList()
         if with_decoder:
             for c_skip, c_low in zip(reversed(channels[:-1]), reversed(channels[1:]), strict=True):
-                self.up.append(_block(c_low + c_skip, c_skip))
+                self.up.append(_block(c_low + c_skip, c_skip, activation))
         self.seg = nn.Conv2d(channels[0], n_classes, 1) if with_decoder else None
         self.latent = nn.Sequential(
             nn.Linear(channels[-1] * 2, latent_dim), nn.LayerNorm(latent_dim)

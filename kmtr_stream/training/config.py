@@ -27,6 +27,7 @@ class DataConfig:
         n_virtual_coils: virtual coils after coil compression (= model n_coils).
         cache_dir: where the simulated cohort is cached as .npy shards.
         sim: overrides of the simulator's SimConfig fields.
+        workers: processes that simulate the cohort when it is first cached.
     """
 
     n_train: int = 64
@@ -35,6 +36,7 @@ class DataConfig:
     n_virtual_coils: int = 4
     cache_dir: str = "runs/cache"
     sim: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
 
 
 @dataclass(frozen=True)

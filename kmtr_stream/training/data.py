@@ -59,6 +59,17 @@ class CachedCohort:
         return out
 
 
+def _fill(root: Path, ds: Any, indices: range, progress: bool) -> None:
+    """Simulate ``indices`` of ``ds`` into the cache's memory maps (one worker)."""
+    out = {name: np.load(root / f"{name}.npy", mmap_mode="r+") for name in _FIELDS}
+    for i in tqdm(indices, desc=f"simulate {ds.split}", disable=not progress):
+        item = ds[i]
+        for name in _FIELDS:
+            out[name][i] = np.asarray(item[name])
+    for arr in out.values():
+        arr.flush()
+
+
 def build_cohort(split: str, n: int, data: DataConfig, progress: bool = True) -> CachedCohort:
     """Simulate ``n`` subjects of ``split`` once and cache them under ``data.cache_dir``.
 
@@ -88,12 +99,31 @@ def build_cohort(split: str, n: int, data: DataConfig, progress: bool = True) ->
         out[name] = np.lib.format.open_memmap(
             root / f"{name}.npy", mode="w+", dtype=dtype, shape=(n, *arr.shape)
         )
-    for i in tqdm(range(n), desc=f"simulate {split}", disable=not progress):
-        item = first if i == 0 else ds[i]
-        for name in _FIELDS:
-            out[name][i] = np.asarray(item[name])
-    for arr in out.values():
-        arr.flush()
+    for name in _FIELDS:
+        out[name][0] = np.asarray(first[name])
+        out[name].flush()
+    del out
+    workers = max(1, min(int(data.workers), n - 1))
+    if workers == 1:
+        _fill(root, ds, range(1, n), progress)
+    else:
+        import multiprocessing as mp
+
+        # Subjects are independent and deterministic: workers take interleaved ids.
+        ctx = mp.get_context("fork")
+        procs = [
+            ctx.Process(
+                target=_fill, args=(root, ds, range(1 + w, n, workers), progress and w == 0)
+            )
+            for w in range(workers)
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        failed = [proc.exitcode for proc in procs if proc.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"cohort simulation workers failed with exit codes {failed}")
     (root / "done.json").write_text(
         json.dumps({"n": n, "split": split, "data": data.__dict__}, default=str)
     )

@@ -1,0 +1,81 @@
+"""Robustness checks: heart anywhere (rotations, shifts), broken inputs, OOD detection.
+
+Pose changes are applied to the cached test k-space exactly, as the same
+rotation or shift of the image would change it (``rot90_centred`` and
+``shift_centred`` on both the k-space and the labels), so the same subjects are
+compared in every pose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kmtr_stream.evaluation.metrics import binary_auc, dice_per_class
+from kmtr_stream.evaluation.predict import Predictions
+from kmtr_stream.kspace.normalisation import calibration_slice
+from kmtr_stream.model.io import LoadedModel
+from kmtr_stream.model.ood import LatentStats, slice_scores
+
+
+def rot90_centred(a: np.ndarray, turns: int) -> np.ndarray:
+    """Rotate the last two axes by ``turns`` quarter turns about sample ``n // 2``.
+
+    ``out[i, j] = a[j, (n - i) % n]`` per turn: the exact rotation of a centred grid
+    (image or k-space alike, since a rotation of the image rotates its spectrum).
+    """
+    n = a.shape[-1]
+    if a.shape[-2] != n:
+        raise ValueError(f"rotation needs a square grid, got {a.shape[-2:]}")
+    flip = (n - np.arange(n)) % n
+    out = a
+    for _ in range(turns % 4):
+        out = np.swapaxes(out, -1, -2)[..., flip, :]
+    return out
+
+
+def shift_centred(kspace: np.ndarray, labels: np.ndarray, pixels: int) -> tuple[np.ndarray, ...]:
+    """Circular shift of the image by ``pixels`` along x: a phase ramp on ``(..., ky, kx)``."""
+    n = kspace.shape[-1]
+    k = np.arange(n) - n // 2
+    ramp = np.exp(-2j * np.pi * k * pixels / n).astype(np.complex64)
+    return kspace * ramp, np.roll(labels, pixels, axis=-1)
+
+
+def renormalise(kspace: np.ndarray, n_calib: int = 12) -> np.ndarray:
+    """Divide each ``(..., coils, ky, kx)`` buffer by its coil-0 calibration RMS (as the chain)."""
+    region = calibration_slice(kspace.shape[-2], n_calib)
+    rms = np.sqrt(np.mean(np.abs(kspace[..., :1, region, :]) ** 2, axis=(-3, -2, -1)))
+    return (kspace / np.maximum(rms, 1e-12)[..., None, None, None]).astype(np.complex64)
+
+
+def myo_dice(pred: Predictions, labels: np.ndarray) -> np.ndarray:
+    """``(subjects,)`` LV-myocardium Dice over ED and ES."""
+    return np.asarray(dice_per_class(pred.labels, labels, 4)[:, 1])
+
+
+def subject_ood(loaded: LoadedModel, pred: Predictions) -> np.ndarray:
+    """``(subjects,)`` out-of-distribution scores (NaN without a calibration)."""
+    ood = loaded.meta.get("ood")
+    if not ood or pred.latents is None:
+        return np.full(len(pred.labels), np.nan)
+    return np.asarray(slice_scores(LatentStats.from_json(ood), pred.latents).mean(axis=(1, 2)))
+
+
+def ood_report(
+    in_scores: np.ndarray, out_scores: np.ndarray, out_dice: np.ndarray, threshold: float
+) -> dict[str, Any]:
+    """AUROC of the score: failures (myocardium Dice < 0.6) against in-distribution subjects."""
+    fail = out_scores[out_dice < 0.6]
+    scores = np.concatenate([in_scores, fail])
+    positive = np.concatenate([np.zeros(in_scores.size, bool), np.ones(fail.size, bool)])
+    return {
+        "auroc_failures_vs_in_distribution": binary_auc(scores, positive),
+        "n_in_distribution": int(in_scores.size),
+        "n_failures": int(fail.size),
+        "threshold": float(threshold),
+        "flagged_in_distribution": float((in_scores > threshold).mean()),
+        "flagged_failures": float((fail > threshold).mean()) if fail.size else float("nan"),
+        "flagged_all_out": float((out_scores > threshold).mean()),
+    }

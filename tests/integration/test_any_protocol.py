@@ -1,0 +1,51 @@
+"""The k-MTR chain on protocols other than the model's grid, over a real socket."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import ismrmrd
+import numpy as np
+
+from kmtr_stream.demo.run_demo import LocalServers
+from kmtr_stream.messages import ErrorReport, Result
+from simulator.config import SimConfig
+from simulator.scan import simulate_scan
+from simulator.stream import stream_scan
+from tests.integration.conftest import REPLY_TIMEOUT_S
+
+#: Another matrix, field of view, coil count and calibration size than the model's grid.
+OTHER = SimConfig(
+    nx=80, ny=72, fov_x_mm=260.0, fov_y_mm=234.0, n_slices=3, n_phases=3, n_coils=6,
+    n_calib=16, accel=3, n_noise_readouts=4, tr_ms=0.5, supersample=1,
+)
+
+
+def test_other_protocol_streams_to_results_on_the_model_grid() -> None:
+    scan = simulate_scan(1_000_001, 0, OTHER)
+    with LocalServers(["configs/kmtr.toml"]) as servers:
+        report = stream_scan(scan, OTHER, servers.url("zmq"), pace=False, timeout_s=REPLY_TIMEOUT_S)
+    errors = [m for m in report.replies if isinstance(m, ErrorReport)]
+    assert errors == []
+    images = [m for m in report.replies if isinstance(m, ismrmrd.Image)]
+    assert len(images) == OTHER.n_slices * OTHER.n_phases
+    assert {tuple(np.asarray(m.data).shape[-2:]) for m in images} == {(64, 64)}
+    subject = [m for m in report.replies if isinstance(m, Result) and m.kind == "subject"]
+    assert len(subject) == 1 and subject[0].body["missing"] == []
+    slices = [m.body for m in report.replies if isinstance(m, Result) and m.kind == "slice"]
+    # Areas are in mm^2 of the model grid (3.125 mm pixels), whatever the acquisition's.
+    assert all(b["areas_mm2"]["LV"] % (3.125 * 3.125) < 1e-6 for b in slices)
+
+
+def test_non_cartesian_header_is_refused_before_any_slice() -> None:
+    scan = simulate_scan(1_000_002, 0, OTHER)
+    xml = scan.xml(OTHER).replace("<trajectory>cartesian</trajectory>",
+                                  "<trajectory>radial</trajectory>")
+    assert "radial" in xml
+    bad = replace(scan)
+    object.__setattr__(bad, "xml", lambda cfg: xml)
+    with LocalServers(["configs/kmtr.toml"]) as servers:
+        report = stream_scan(bad, OTHER, servers.url("zmq"), pace=False, timeout_s=REPLY_TIMEOUT_S)
+    errors = [m for m in report.replies if isinstance(m, ErrorReport)]
+    assert len(errors) >= 1 and "trajectory" in errors[0].message
+    assert not any(isinstance(m, Result) for m in report.replies)
