@@ -119,6 +119,8 @@ class ModelGridGadget(Gadget):
         self.n_ky, self.n_kx, self.fov_mm = cfg.n_ky, cfg.n_kx, float(cfg.fov_mm)
         self.xp = array_module(context.backend)
         self.plan: GridPlan | None = None
+        #: Why the stream's protocol was refused (each of its slices gets this error).
+        self.refused = ""
         self.slices = 0
         if context.header is not None:
             self.on_header(context.header)
@@ -127,6 +129,7 @@ class ModelGridGadget(Gadget):
         try:
             self.plan = plan_from_header(header, self.n_ky, self.n_kx, self.fov_mm)
         except ConfigError as exc:
+            self.plan, self.refused = None, str(exc)
             raise GadgetError(self.id, None, str(exc)) from exc
 
     def describe_state(self) -> str | None:
@@ -141,7 +144,10 @@ class ModelGridGadget(Gadget):
     def process(self, message: Any) -> Iterable[Any]:
         msg: SliceKSpace = message
         if self.plan is None:
-            raise GadgetError(self.id, None, "slice arrived before the XML header")
+            why = self.refused or "the XML header has not arrived"
+            raise GadgetError(
+                self.id, None, f"slice {msg.slice} phase {msg.phase} not analysed: {why}"
+            )
         p = self.plan
         _coils, ky, kx = msg.kspace.shape
         if (ky, kx) != (p.n_ky, p.n_kx):

@@ -47,5 +47,7 @@ def test_non_cartesian_header_is_refused_before_any_slice() -> None:
     with LocalServers(["configs/kmtr.toml"]) as servers:
         report = stream_scan(bad, OTHER, servers.url("zmq"), pace=False, timeout_s=REPLY_TIMEOUT_S)
     errors = [m for m in report.replies if isinstance(m, ErrorReport)]
-    assert len(errors) >= 1 and "trajectory" in errors[0].message
+    # One error when the header arrives, then one per complete slice, all naming the field.
+    assert len(errors) == 1 + OTHER.n_slices * OTHER.n_phases
+    assert all("encoding.trajectory = 'radial'" in e.message for e in errors)
     assert not any(isinstance(m, Result) for m in report.replies)
