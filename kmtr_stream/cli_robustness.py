@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recon", default="recon", help="recon-then-analyze weights; '' to skip")
     parser.add_argument("--subjects", type=int, default=200)
     parser.add_argument("--accel", type=int, default=4)
+    parser.add_argument(
+        "--cohort-size", type=int, default=0,
+        help="size of cached test cohorts (in-distribution and shifted) to take the first "
+        "--subjects from",
+    )
     parser.add_argument("--cache-dir", default="runs/cache")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/robustness")
@@ -70,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = models["kmtr"].meta["training"]["config"]
     data = replace(DataConfig(**cfg["data"]), cache_dir=args.cache_dir)
     n_calib = int(cfg["train"]["n_calib"])
-    test = build_cohort("test", args.subjects, data)
+    size = max(args.subjects, args.cohort_size)
+    test = build_cohort("test", size, data).head(args.subjects)
     shifted_data = replace(data, sim={**data.sim, "randomize": "shifted"})
-    shifted = build_cohort("test", args.subjects, shifted_data)
+    shifted = build_cohort("test", size, shifted_data).head(args.subjects)
     k0 = np.asarray(test.kspace)
     lab0 = np.asarray(test.labels)
     img0 = np.asarray(test.image)
