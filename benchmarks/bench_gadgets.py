@@ -98,7 +98,7 @@ def bench(backend: str, n_slices: int, repeats: int) -> None:
     header = ismrmrd.xsd.CreateFromDocument(header_xml(n_slices))
     logging.getLogger("kmtr_stream.bench").setLevel(logging.ERROR)
     log = logging.getLogger("kmtr_stream.bench")
-    ctx = ChainContext(backend=backend, header=header, logger=log)
+    ctx = ChainContext.from_header(header, backend=backend, logger=log)
     raw = readouts(rng, n_slices, NX_OS)
     rows: dict[str, list[float]] = {}
     latency: dict[str, list[float]] = {}
@@ -106,8 +106,6 @@ def bench(backend: str, n_slices: int, repeats: int) -> None:
         nw = NoisePrewhiteningGadget("nw", NoisePrewhiteningGadget.Params(), ctx)
         ro = RemoveOversamplingGadget("ro", RemoveOversamplingGadget.Params(), ctx)
         cc = CoilCompressionGadget("cc", CoilCompressionGadget.Params(n_virtual_coils=4), ctx)
-        for g in (nw, ro, cc):
-            g.on_header(header)
         for m in noise(rng):
             list(nw.process(m))
         t, white = per_call_us(nw, raw)
@@ -125,7 +123,6 @@ def bench(backend: str, n_slices: int, repeats: int) -> None:
              {"trigger": "coverage", "coverage_fraction": 0.5}, cropped),
         ):
             sb = SliceBufferGadget("sb", SliceBufferGadget.Params(**params), ctx)
-            sb.on_header(header)
             for m in lines:
                 t0 = time.perf_counter_ns()
                 got = list(sb.process(m))

@@ -1,7 +1,7 @@
 """Pass-through throughput of the chain runtime, designs measured side by side.
 
 Prints readouts/s for 8 coils x 256 samples acquisitions through:
-  * direct: the gadgets called in a plain loop (no threads; the floor),
+  * direct: the chain's stage execution called in a plain loop (no threads; the floor),
   * inline: ChainRunner, all gadgets in one worker (the default),
   * per-stage: ChainRunner with ``new_thread = true`` on every gadget,
   * queue.Queue: a thread per stage with ``queue.Queue`` hand-offs (the textbook design).
@@ -22,7 +22,20 @@ import ismrmrd
 import numpy as np
 
 from kmtr_stream.chain.config import parse_chain_config
+from kmtr_stream.chain.gadget import StreamHeader
 from kmtr_stream.chain.runtime import ChainRunner
+from kmtr_stream.chain.stages import Stage, StageGroup
+
+HEADER = StreamHeader.parse(
+    '<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">'
+    "<experimentalConditions><H1resonanceFrequency_Hz>63500000</H1resonanceFrequency_Hz>"
+    "</experimentalConditions><encoding>"
+    "<encodedSpace><matrixSize><x>256</x><y>256</y><z>1</z></matrixSize><fieldOfView_mm>"
+    "<x>400</x><y>200</y><z>8</z></fieldOfView_mm></encodedSpace><reconSpace><matrixSize>"
+    "<x>128</x><y>256</y><z>1</z></matrixSize><fieldOfView_mm><x>200</x><y>200</y><z>8</z>"
+    "</fieldOfView_mm></reconSpace><encodingLimits/><trajectory>cartesian</trajectory>"
+    "</encoding></ismrmrdHeader>"
+)
 
 
 def make_acquisitions(n: int) -> list[ismrmrd.Acquisition]:
@@ -48,7 +61,7 @@ def run_runner(msgs: list[Any], n_gadgets: int, per_stage: bool) -> float:
     def emit(m: Any) -> None:
         count[0] += 1
 
-    runner = ChainRunner(spec, emit=emit, connection_id="bench")
+    runner = ChainRunner(spec, emit=emit, header=HEADER, connection_id="bench")
     runner.start()
     t0 = time.perf_counter()
     for m in msgs:
@@ -60,19 +73,20 @@ def run_runner(msgs: list[Any], n_gadgets: int, per_stage: bool) -> float:
 
 
 def run_direct(msgs: list[Any], n_gadgets: int) -> float:
+    """The chain's own stage execution (``StageGroup``) called in a plain loop."""
     from gadgets.passthrough import PassthroughGadget
     from kmtr_stream.chain.gadget import ChainContext, NoParams
 
-    ctx = ChainContext()
-    stages = [PassthroughGadget(f"p{i}", NoParams(), ctx) for i in range(n_gadgets)]
-    out = []
+    ctx = ChainContext.for_stream(HEADER)
+    stages = [Stage(PassthroughGadget(f"p{i}", NoParams(), ctx)) for i in range(n_gadgets)]
+    out: list[Any] = []
+    group = StageGroup(stages, lambda i, t, m: out.append(m))
     t0 = time.perf_counter()
-    for m in msgs:
-        for g in stages:
-            if isinstance(m, g.handles):
-                m = next(iter(g.process(m)))
-        out.append(m)
-    return len(msgs) / (time.perf_counter() - t0)
+    for i, m in enumerate(msgs):
+        group.push(i, 0, m)
+    dt = time.perf_counter() - t0
+    assert len(out) == len(msgs)
+    return len(msgs) / dt
 
 
 def run_queue_queue(msgs: list[Any], n_gadgets: int) -> float:

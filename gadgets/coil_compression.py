@@ -155,6 +155,12 @@ class CoilCompressionGadget(Gadget):
         ]
         self._estimate(imaging or [self.xp.asarray(a.data) for a in self.held])
 
+    def describe_state(self) -> str | None:
+        """Readouts held until the compression matrix is known."""
+        if not self.held:
+            return None
+        return f"{len(self.held)} readouts held for the compression matrix"
+
     def flush(self) -> Iterable[Any]:
         if not self.held:
             return []

@@ -61,18 +61,16 @@ class NoisePrewhiteningGadget(Gadget):
         self.cov_sum: Any = None
         self.n_noise_samples = 0
         self.noise_dwell_us = float(params.noise_dwell_time_us)
-        self.receiver_noise_bandwidth = float(params.noise_bandwidth_factor)
+        header_rnbw = context.geometry.receiver_noise_bandwidth
+        #: The header's relative receiver noise bandwidth; the parameter only where it has none.
+        self.receiver_noise_bandwidth = (
+            float(params.noise_bandwidth_factor) if header_rnbw is None else header_rnbw
+        )
         #: ``(coils, coils)`` prewhitener on the backend once fixed; None = identity.
         self.prewhitener: Any = None
         self.scale = 1.0
         self._fixed = False
         self._late_noise = 0
-
-    def on_header(self, header: Any) -> None:
-        asi = getattr(header, "acquisitionSystemInformation", None)
-        rnbw = getattr(asi, "relativeReceiverNoiseBandwidth", None) if asi is not None else None
-        if rnbw:
-            self.receiver_noise_bandwidth = float(rnbw)
 
     @property
     def noise_covariance(self) -> Any:
@@ -80,6 +78,13 @@ class NoisePrewhiteningGadget(Gadget):
         if self.cov_sum is None or self.n_noise_samples < 2:
             return None
         return noise_covariance(self.cov_sum, self.n_noise_samples)
+
+    def describe_state(self) -> str | None:
+        """Noise samples accumulated while the prewhitener is not fixed yet."""
+        if self._fixed or self.cov_sum is None:
+            return None
+        coils = int(self.cov_sum.shape[0])
+        return f"{self.n_noise_samples} noise samples of {coils} coils, prewhitener not fixed"
 
     def _fix(self, acq: ismrmrd.Acquisition) -> None:
         self._fixed = True

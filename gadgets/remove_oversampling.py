@@ -20,7 +20,6 @@ from kmtr_stream.backend import array_module, to_numpy
 from kmtr_stream.chain.gadget import ChainContext, Gadget
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import GadgetError
-from kmtr_stream.kspace.geometry import encoding_geometry
 from kmtr_stream.kspace.oversampling import (
     center_sample_after,
     crop_start,
@@ -41,21 +40,13 @@ class RemoveOversamplingGadget(Gadget):
     def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
         super().__init__(gadget_id, params, context)
         self.xp = array_module(context.backend)
-        self.encoded_x = 0
-        self.recon_x = 0
+        self.encoded_x = context.geometry.encoded_x
+        self.recon_x = context.geometry.recon_x
         self._op: Any = None
-        if context.header is not None:
-            self.on_header(context.header)
-
-    def on_header(self, header: Any) -> None:
-        geo = encoding_geometry(header)
-        self.encoded_x, self.recon_x = geo.encoded_x, geo.recon_x
 
     def process(self, message: Any) -> Iterable[Any]:
         acq: ismrmrd.Acquisition = message
         n_in = int(acq.number_of_samples)
-        if self.recon_x == 0:
-            raise GadgetError(self.id, None, "readout arrived before the XML header")
         if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) or n_in == self.recon_x:
             yield acq
             return

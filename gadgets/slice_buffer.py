@@ -15,6 +15,7 @@ dropped and logged, so no buffer is ever emitted twice as final.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import BufferEvictedError, GadgetError
 from kmtr_stream.kspace.buffer import BufferKey, BufferStore, KSpaceBuffer
-from kmtr_stream.kspace.geometry import EncodingGeometry, encoding_geometry
+from kmtr_stream.kspace.geometry import EncodingGeometry
 from kmtr_stream.kspace.normalisation import compress_and_normalise, normalise_kspace
 from kmtr_stream.kspace.triggers import (
     MODES,
@@ -110,37 +111,41 @@ class SliceBufferGadget(Gadget):
                     gadget_id, None, f"progressive_fractions must lie in (0, 1], got {f}"
                 )
         self.xp = array_module(context.backend)
-        self.geo: EncodingGeometry | None = None
-        self.policy: TriggerPolicy | None = None
-        self.store: BufferStore | None = None
+        spacing = float(params.slice_spacing_mm)
+        geo = context.geometry
+        self.geo: EncodingGeometry = (
+            geo if spacing == 0.0 else dataclasses.replace(
+                geo, voxel_size_mm=(*geo.voxel_size_mm[:2], spacing)
+            )
+        )
+        self.policy = TriggerPolicy(
+            mode=params.trigger,
+            n_ky=self.geo.n_ky,
+            center_line=self.geo.center_line,
+            coverage_fraction=float(params.coverage_fraction),
+            progressive_fractions=tuple(float(f) for f in params.progressive_fractions),
+            calibration_lines=int(params.calibration_lines),
+            expect_calibration=self.geo.expect_calibration,
+        )
+        self.store = BufferStore(self.xp, self.geo.n_ky, int(params.max_open_buffers))
         self.dropped_lines = 0
         self.skipped_lines = 0
         self.evictions = 0
         self._measurement_closed = False
         self._warned_keys: set[BufferKey] = set()
-        if context.header is not None:
-            self.on_header(context.header)
-
-    def on_header(self, header: Any) -> None:
-        geo = encoding_geometry(header, float(self.params.slice_spacing_mm))
-        self.geo = geo
-        self.policy = TriggerPolicy(
-            mode=self.params.trigger,
-            n_ky=geo.n_ky,
-            center_line=geo.center_line,
-            coverage_fraction=float(self.params.coverage_fraction),
-            progressive_fractions=tuple(float(f) for f in self.params.progressive_fractions),
-            calibration_lines=int(self.params.calibration_lines),
-            expect_calibration=geo.expect_calibration,
-        )
-        self.store = BufferStore(self.xp, geo.n_ky, int(self.params.max_open_buffers))
 
     def _expected_buffers(self) -> int:
-        assert self.geo is not None
         return self.geo.n_slices * self.geo.n_phases * self.geo.n_repetitions
 
+    def describe_state(self) -> str | None:
+        """Open buffers and the lines they hold (lost when the stream is aborted)."""
+        if not self.store.open:
+            return None
+        lines = sum(b.state.n_lines for b in self.store.open.values())
+        n = len(self.store.open)
+        return f"{n} slice buffer{'s' if n != 1 else ''} open ({lines} lines)"
+
     def _emit(self, buf: KSpaceBuffer, em: Emission) -> SliceKSpace:
-        assert self.geo is not None and self.store is not None and self.policy is not None
         xp = self.xp
         if em.final:
             self.store.close(buf.key)
@@ -204,8 +209,6 @@ class SliceBufferGadget(Gadget):
 
     def process(self, message: Any) -> Iterable[Any]:
         acq: ismrmrd.Acquisition = message
-        if self.store is None or self.policy is None:
-            raise GadgetError(self.id, None, "readout arrived before the XML header")
         if any(acq.is_flag_set(f) for f in _NON_IMAGING_FLAGS):
             self.skipped_lines += 1
             return
@@ -252,8 +255,6 @@ class SliceBufferGadget(Gadget):
             )
 
     def flush(self) -> Iterable[Any]:
-        if self.store is None:
-            return []
         out: list[Any] = []
         pending = list(self.store.open.values())
         for i, buf in enumerate(pending):

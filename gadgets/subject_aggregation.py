@@ -175,6 +175,12 @@ class SubjectAggregationGadget(Gadget):
         if r.last_in_measurement or complete:
             yield self._subject()
 
+    def describe_state(self) -> str | None:
+        """Final slice results held for the subject result that has not gone out yet."""
+        if self.subject_emitted or not self.final:
+            return None
+        return f"{len(self.final)} slice results held for the subject result"
+
     def flush(self) -> Iterable[Any]:
         if self.subject_emitted or not self.final:
             return []

@@ -1,9 +1,13 @@
-"""The gadget protocol.
+"""The gadget protocol and the context every gadget is built with.
 
-A gadget is fed one message at a time and yields zero or more messages. It
-only sees the message types listed in ``handles``; every other message passes
-through unchanged. At end of stream the runtime calls ``flush`` once, and
-whatever it yields goes downstream before the CLOSE.
+In the spirit of Gadgetron's ``Context``: the session parses the stream's
+ISMRMRD XML header once (``StreamHeader.parse``) and starts the chain with it,
+so every gadget receives the parsed header and its ``EncodingGeometry`` at
+construction and never holds "before the header" state. A gadget is then fed
+one message at a time and yields zero or more messages. It only sees the
+message types listed in ``handles``; every other message passes through
+unchanged. At end of stream the runtime calls ``flush`` once, and whatever it
+yields goes downstream before the CLOSE.
 """
 
 from __future__ import annotations
@@ -14,10 +18,47 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+import ismrmrd.xsd
+
+from kmtr_stream.errors import KmtrError, ProtocolError
+from kmtr_stream.kspace.geometry import EncodingGeometry, encoding_geometry
+
 
 @dataclass(frozen=True)
 class NoParams:
     """Parameters of a gadget that takes none."""
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """A stream's ISMRMRD XML header, parsed once, with the geometry derived from it.
+
+    Attributes:
+        xml: the header text as received.
+        header: parsed ``ismrmrd.xsd.ismrmrdHeader``.
+        geometry: ``encoding_geometry(header)`` (first encoding).
+    """
+
+    xml: str
+    header: Any
+    geometry: EncodingGeometry
+
+    @classmethod
+    def parse(cls, xml: str) -> StreamHeader:
+        """Parse ``xml`` and derive its encoding geometry.
+
+        Raises:
+            ProtocolError: the text is not an ISMRMRD header with an encoding section.
+        """
+        try:
+            header = ismrmrd.xsd.CreateFromDocument(xml)
+        except Exception as exc:
+            raise ProtocolError(f"ISMRMRD XML header does not parse: {exc}") from exc
+        try:
+            geometry = encoding_geometry(header)
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise ProtocolError(f"ISMRMRD XML header has no usable encoding: {exc}") from exc
+        return cls(xml, header, geometry)
 
 
 class MessageTimes(NamedTuple):
@@ -37,23 +78,43 @@ class MessageTimes(NamedTuple):
 
 @dataclass
 class ChainContext:
-    """What every gadget of one chain instance shares.
+    """What every gadget of one chain instance shares; built from the stream's header.
 
     Attributes:
+        header: parsed ISMRMRD header (``ismrmrd.xsd.ismrmrdHeader``) of the stream.
+        geometry: encoding geometry derived from ``header``.
         connection_id: id of the client connection this chain serves.
         backend: array-backend name chosen for the chain ("numpy" or "cupy").
-        header: parsed ISMRMRD header (``ismrmrd.xsd.ismrmrdHeader``) once the
-            XML header has passed; None before.
         logger: logger to report warnings (e.g. no noise scan) through.
         extras: free slots for cross-gadget state (e.g. a loaded model).
     """
 
+    header: Any
+    geometry: EncodingGeometry
     connection_id: str = "local"
     backend: str = "numpy"
-    header: Any = None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kmtr_stream"))
     extras: dict[str, Any] = field(default_factory=dict)
     _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A gadget built without the stream's header cannot exist: refuse the context.
+        if self.header is None or not isinstance(self.geometry, EncodingGeometry):
+            raise KmtrError(
+                "a chain context needs the stream's parsed ISMRMRD header and its "
+                f"EncodingGeometry (got header={type(self.header).__name__}, "
+                f"geometry={type(self.geometry).__name__})"
+            )
+
+    @classmethod
+    def for_stream(cls, stream: StreamHeader, **kwargs: Any) -> ChainContext:
+        """Context of a chain serving the stream whose header is ``stream``."""
+        return cls(header=stream.header, geometry=stream.geometry, **kwargs)
+
+    @classmethod
+    def from_header(cls, header: Any, **kwargs: Any) -> ChainContext:
+        """Context for a parsed ``ismrmrdHeader`` (its geometry derived here)."""
+        return cls(header=header, geometry=encoding_geometry(header), **kwargs)
 
     def current_message_times(self) -> MessageTimes | None:
         """Index and timestamps of the message being processed in the calling thread.
@@ -69,7 +130,9 @@ class Gadget:
 
     Subclasses set ``handles`` (message classes they process) and ``Params``
     (a frozen dataclass; field names carry units, e.g. ``dwell_time_us``), and
-    override ``process`` and, when they hold state, ``flush``.
+    override ``process`` and, when they hold state, ``flush`` and
+    ``describe_state``. Everything a gadget needs from the header is in
+    ``context.header`` and ``context.geometry`` when its constructor runs.
     """
 
     #: Message classes this gadget processes; all others pass through.
@@ -80,12 +143,14 @@ class Gadget:
     type_name: ClassVar[str] = ""
 
     def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
+        if not isinstance(context, ChainContext):
+            raise KmtrError(
+                f"gadget {gadget_id!r} needs a ChainContext built from the stream's header, "
+                f"got {type(context).__name__}"
+            )
         self.id = gadget_id
         self.params = params
         self.context = context
-
-    def on_header(self, header: Any) -> None:
-        """Called once when the ISMRMRD XML header passes (parsed ismrmrdHeader)."""
 
     def process(self, message: Any) -> Iterable[Any]:
         """Handle one message of a type in ``handles``; yield what goes downstream."""

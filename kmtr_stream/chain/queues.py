@@ -105,6 +105,11 @@ class BoundedQueue:
                 self._not_full.notify_all()
             return batch
 
+    def snapshot(self) -> list[Any]:
+        """The items queued right now, oldest first (a copy; for abort logs)."""
+        with self._lock:
+            return list(self._items)
+
     def close(self) -> None:
         """Wake and fail every producer waiting for room (used on abort)."""
         with self._lock:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kmtr_stream.kspace.prewhitening import DEFAULT_RECEIVER_NOISE_BANDWIDTH
-
 
 def _limit(limits: Any, name: str) -> Any:
     return getattr(limits, name, None) if limits is not None else None
@@ -39,7 +37,9 @@ class EncodingGeometry:
             (user parameter ``slice_spacing_mm``, as volumes are computed) or, where the
             header has none, the slice thickness (recon FOV z).
         expect_calibration: the header declares a parallel-imaging calibration region.
-        receiver_noise_bandwidth: relative receiver noise bandwidth (0.793 when absent).
+        receiver_noise_bandwidth: relative receiver noise bandwidth from
+            ``acquisitionSystemInformation``; None when the header has none (the
+            prewhitening gadget then uses its own fallback parameter).
     """
 
     encoded_x: int
@@ -51,7 +51,7 @@ class EncodingGeometry:
     n_repetitions: int
     voxel_size_mm: tuple[float, float, float]
     expect_calibration: bool
-    receiver_noise_bandwidth: float
+    receiver_noise_bandwidth: float | None
 
 
 #: Name of the ``userParameterDouble`` that carries the slice spacing in mm.
@@ -110,5 +110,5 @@ def encoding_geometry(header: Any, slice_spacing_mm: float = 0.0) -> EncodingGeo
         n_repetitions=_count(_limit(lim, "repetition")),
         voxel_size_mm=voxel,
         expect_calibration=expect_calib,
-        receiver_noise_bandwidth=float(rnbw) if rnbw else DEFAULT_RECEIVER_NOISE_BANDWIDTH,
+        receiver_noise_bandwidth=float(rnbw) if rnbw else None,
     )

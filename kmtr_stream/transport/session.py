@@ -1,9 +1,12 @@
 """One client stream's protocol state, shared by the ZeroMQ and MRD/TCP servers.
 
 A stream is: optional CONFIG_FILE (selects a chain from the server's
-allow-list), the ISMRMRD XML header, data messages, CLOSE. The session starts
-a ``ChainRunner`` when the header arrives, feeds it, and after the chain's
-end-of-stream flush sends every output and then CLOSE back.
+allow-list), the ISMRMRD XML header, data messages, CLOSE. The session parses
+the header once, starts a ``ChainRunner`` with it (every gadget is built with
+the header and its encoding geometry), feeds it the header message and the
+data, and after the chain's end-of-stream flush sends every output and then
+CLOSE back. Data before the header, or a header that does not parse, gets one
+ERROR and ends the stream.
 
 Error policy (documented in ``kmtr_stream.transport``): a protocol error is
 reported to the client as an ERROR message and logged; then the stream ends
@@ -25,6 +28,7 @@ from typing import Any
 
 import ismrmrd
 
+from kmtr_stream.chain.gadget import StreamHeader
 from kmtr_stream.chain.runtime import ChainRunner
 from kmtr_stream.errors import ConfigError, KmtrError, ProtocolError
 from kmtr_stream.messages import (
@@ -149,7 +153,11 @@ class StreamSession:
         if isinstance(msg, XmlHeader):
             if self.runner is not None:
                 raise ProtocolError(f"message #{index}: a second XML header in one stream")
-            self._start_runner()
+            try:
+                stream = StreamHeader.parse(msg.xml)
+            except ProtocolError as exc:
+                raise ProtocolError(f"message #{index}: {exc}") from exc
+            self._start_runner(stream)
         elif self.runner is None:
             if isinstance(msg, Text):
                 log.info("connection %s: text before header: %s", self.connection_id, msg.text)
@@ -164,11 +172,12 @@ class StreamSession:
         assert self.runner is not None
         self.runner.submit(msg, index)
 
-    def _start_runner(self) -> None:
+    def _start_runner(self, stream: StreamHeader) -> None:
         spec = self.catalog.select(self.chain_name)
         runner = ChainRunner(
             spec,
             emit=self._send_output,
+            header=stream,
             connection_id=self.connection_id,
             trace_path=trace_path_for(self._trace, self.connection_id),
         )

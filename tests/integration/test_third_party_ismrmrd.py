@@ -28,6 +28,7 @@ from gadgets.remove_oversampling import RemoveOversamplingGadget
 from gadgets.slice_buffer import SliceBufferGadget
 from kmtr_stream.chain.gadget import ChainContext, Gadget
 from kmtr_stream.chain.registry import register
+from kmtr_stream.chain.stages import run_gadgets
 from kmtr_stream.messages import ErrorReport, Result, SliceKSpace, XmlHeader
 
 TOOL = "ismrmrd_generate_cartesian_shepp_logan"
@@ -74,14 +75,7 @@ def shepp_logan(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[ism
 
 
 def _run(gadgets: list[Gadget], messages: Iterable[Any]) -> list[Any]:
-    msgs = list(messages)
-    for g in gadgets:
-        out: list[Any] = []
-        for m in msgs:
-            out.extend(g.process(m) if isinstance(m, g.handles) else [m])
-        out.extend(g.flush())
-        msgs = out
-    return msgs
+    return run_gadgets(gadgets, messages, raise_errors=True)
 
 
 def test_stream_has_what_the_test_needs(shepp_logan: tuple[str, list[ismrmrd.Acquisition]]) -> None:
@@ -97,7 +91,7 @@ def test_gadgets_called_directly(
 ) -> None:
     xml, acqs = shepp_logan
     header = ismrmrd.xsd.CreateFromDocument(xml)
-    ctx = ChainContext(header=header)
+    ctx = ChainContext.from_header(header)
     nw = NoisePrewhiteningGadget("nw", NoisePrewhiteningGadget.Params(), ctx)
     ro = RemoveOversamplingGadget("ro", RemoveOversamplingGadget.Params(), ctx)
     cc = CoilCompressionGadget("cc", CoilCompressionGadget.Params(n_virtual_coils=4), ctx)
@@ -105,8 +99,6 @@ def test_gadgets_called_directly(
         "sb", SliceBufferGadget.Params(trigger=trigger, coverage_fraction=0.3, normalise=False), ctx
     )
     gadgets: list[Gadget] = [nw, ro, cc, sb]
-    for g in gadgets:
-        g.on_header(header)
     out = _run(gadgets, acqs)
     assert not [m for m in out if isinstance(m, ErrorReport)]
     assert nw.prewhitener is not None and nw.n_noise_samples == 2 * MATRIX
@@ -183,6 +175,7 @@ type = "_test_kspace_summary"
 
 def test_through_a_chain(shepp_logan: tuple[str, list[ismrmrd.Acquisition]]) -> None:
     from kmtr_stream.chain.config import parse_chain_config
+    from kmtr_stream.chain.gadget import StreamHeader
     from kmtr_stream.chain.runtime import ChainRunner
 
     xml, acqs = shepp_logan
@@ -193,7 +186,9 @@ def test_through_a_chain(shepp_logan: tuple[str, list[ismrmrd.Acquisition]]) -> 
         with lock:
             got.append(msg)
 
-    runner = ChainRunner(parse_chain_config(CHAIN, "third_party.toml"), emit=emit)
+    runner = ChainRunner(
+        parse_chain_config(CHAIN, "third_party.toml"), emit=emit, header=StreamHeader.parse(xml)
+    )
     runner.start()
     runner.submit(XmlHeader(xml))
     for a in acqs:

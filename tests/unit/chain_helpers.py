@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import ismrmrd
 import numpy as np
 
-from kmtr_stream.chain.gadget import Gadget, param
+from kmtr_stream.chain.gadget import Gadget, StreamHeader, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.messages import Result, Text, XmlHeader
 
@@ -30,6 +30,9 @@ HEADER_XML = """<?xml version="1.0" encoding="UTF-8"?>
   </encoding>
 </ismrmrdHeader>
 """
+
+#: The test stream's header, parsed once as a session does.
+HEADER = StreamHeader.parse(HEADER_XML)
 
 
 def make_acquisition(
@@ -69,10 +72,7 @@ class TagGadget(Gadget):
     def __init__(self, gadget_id: str, params: Any, context: Any) -> None:
         super().__init__(gadget_id, params, context)
         self.seen = 0
-        self.header: Any = None
-
-    def on_header(self, header: Any) -> None:
-        self.header = header
+        self.header: Any = context.header
 
     def process(self, message: Any) -> Iterator[Any]:
         if self.params.delay_s:
@@ -99,10 +99,7 @@ class HoldGadget(Gadget):
         super().__init__(gadget_id, params, context)
         self.held: list[Any] = []
         self.times: list[Any] = []
-        self.header: Any = None
-
-    def on_header(self, header: Any) -> None:
-        self.header = header
+        self.header: Any = context.header
 
     def process(self, message: Any) -> Iterator[Any]:
         if isinstance(message, XmlHeader):

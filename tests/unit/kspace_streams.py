@@ -11,6 +11,7 @@ import ismrmrd.xsd
 import numpy as np
 
 from kmtr_stream.chain.gadget import ChainContext, Gadget
+from kmtr_stream.chain.stages import run_gadgets
 
 
 def header_xml(
@@ -142,29 +143,20 @@ def undersampled_lines(
 
 
 def context(xml: str, backend: str = "numpy") -> ChainContext:
-    """A chain context holding the parsed header."""
-    return ChainContext(
-        backend=backend, header=parse(xml), logger=logging.getLogger("kmtr_stream.test")
+    """A chain context built from the parsed header, as a session builds one."""
+    return ChainContext.from_header(
+        parse(xml), backend=backend, logger=logging.getLogger("kmtr_stream.test")
     )
 
 
 def make(cls: type[Gadget], ctx: ChainContext, gadget_id: str = "g", **params: Any) -> Any:
-    """Instantiate a gadget with params and deliver the header."""
-    g = cls(gadget_id, cls.Params(**params), ctx)
-    g.on_header(ctx.header)
-    return g
+    """Instantiate a gadget with params and the stream's context."""
+    return cls(gadget_id, cls.Params(**params), ctx)
 
 
 def run(gadgets: Sequence[Gadget], messages: Iterable[Any]) -> list[Any]:
-    """Feed messages through gadgets in order as the runtime does, flushing at the end."""
-    msgs = list(messages)
-    for g in gadgets:
-        out: list[Any] = []
-        for m in msgs:
-            if isinstance(m, g.handles):
-                out.extend(g.process(m))
-            else:
-                out.append(m)
-        out.extend(g.flush())
-        msgs = out
-    return msgs
+    """Feed messages through gadgets in order as the runtime does, flushing at the end.
+
+    The chain's own stage execution, without threads; a gadget's exception propagates.
+    """
+    return run_gadgets(gadgets, messages, raise_errors=True)

@@ -14,7 +14,7 @@ from kmtr_stream.chain.config import parse_chain_config
 from kmtr_stream.chain.runtime import ChainRunner
 from kmtr_stream.errors import ConfigError
 from kmtr_stream.messages import Text, XmlHeader
-from tests.unit.chain_helpers import HEADER_XML, make_acquisition
+from tests.unit.chain_helpers import HEADER, HEADER_XML, make_acquisition
 
 
 def recorder_spec(path: Path, overwrite: bool = False, block: int = 64) -> Any:
@@ -48,7 +48,8 @@ def test_recording_replays_bit_for_bit(tmp_path: Path, block: int) -> None:
     msgs: list[Any] = [XmlHeader(HEADER_XML), *acqs[:7], make_waveform(0), *acqs[7:], make_image(0)]
     msgs.append(Text("not recorded, passed on"))
     out: list[Any] = []
-    runner = ChainRunner(recorder_spec(path, block=block), emit=out.append, connection_id="c42")
+    spec = recorder_spec(path, block=block)
+    runner = ChainRunner(spec, emit=out.append, header=HEADER, connection_id="c42")
     runner.start()
     for m in msgs:
         runner.submit(m)
@@ -76,10 +77,10 @@ def test_recording_replays_bit_for_bit(tmp_path: Path, block: int) -> None:
 def test_existing_file_needs_overwrite(tmp_path: Path) -> None:
     path = tmp_path / "x.h5"
     path.write_bytes(b"old")
-    runner = ChainRunner(recorder_spec(path), emit=lambda m: None)
+    runner = ChainRunner(recorder_spec(path), emit=lambda m: None, header=HEADER)
     with pytest.raises(ConfigError, match=r"gadget 'rec': key 'path'.*exists"):
         runner.start()
-    runner = ChainRunner(recorder_spec(path, overwrite=True), emit=lambda m: None)
+    runner = ChainRunner(recorder_spec(path, overwrite=True), emit=lambda m: None, header=HEADER)
     runner.start()
     runner.submit(make_acquisition(0))
     assert runner.close(timeout=10)
@@ -90,7 +91,7 @@ def test_existing_file_needs_overwrite(tmp_path: Path) -> None:
 def test_abort_keeps_a_readable_file(tmp_path: Path) -> None:
     path = tmp_path / "a.h5"
     passed = threading.Semaphore(0)
-    runner = ChainRunner(recorder_spec(path), emit=lambda m: passed.release())
+    runner = ChainRunner(recorder_spec(path), emit=lambda m: passed.release(), header=HEADER)
     runner.start()
     for i in range(3):
         runner.submit(make_acquisition(i))

@@ -15,7 +15,13 @@ from kmtr_stream.chain.queues import QueueFullError
 from kmtr_stream.chain.runtime import ChainRunner
 from kmtr_stream.errors import KmtrError
 from kmtr_stream.messages import Close, ErrorReport, Result, Text, XmlHeader
-from tests.unit.chain_helpers import HEADER_XML, HoldGadget, TagGadget, make_acquisition
+from tests.unit.chain_helpers import (
+    HEADER,
+    HEADER_XML,
+    HoldGadget,
+    TagGadget,
+    make_acquisition,
+)
 
 
 def chain(body: str, queue_size: int = 64, policy: str = "block") -> Any:
@@ -28,7 +34,7 @@ def chain(body: str, queue_size: int = 64, policy: str = "block") -> Any:
 
 def run(spec: Any, messages: list[Any], **kw: Any) -> tuple[list[Any], ChainRunner]:
     out: list[Any] = []
-    runner = ChainRunner(spec, emit=out.append, connection_id="c1", **kw)
+    runner = ChainRunner(spec, header=HEADER, emit=out.append, connection_id="c1", **kw)
     runner.start()
     for m in messages:
         runner.submit(m)
@@ -75,7 +81,7 @@ def test_flush_runs_once_in_chain_order_and_outputs_go_downstream() -> None:
         '[[gadgets]]\nid = "t3"\ntype = "_test_tag"\n[gadgets.params]\ntag = "3"\n'
     )
     out: list[Any] = []
-    runner = ChainRunner(chain(body), emit=out.append)
+    runner = ChainRunner(chain(body), header=HEADER, emit=out.append)
     runner.start()
     runner.submit(Text("m"))
     assert runner.close(timeout=10)
@@ -107,10 +113,9 @@ def test_gadget_exception_becomes_error_report_and_chain_continues(
     assert "gadget 'tag' on message #2" in caplog.text
 
 
-def test_header_parsed_once_delivered_to_every_gadget_and_passed_on() -> None:
-    body = TAG_HOLD
+def test_gadgets_are_built_with_the_header_and_the_header_message_passes_on() -> None:
     out: list[Any] = []
-    runner = ChainRunner(chain(body), emit=out.append)
+    runner = ChainRunner(chain(TAG_HOLD), header=HEADER, emit=out.append)
     runner.start()
     hdr = XmlHeader(HEADER_XML)
     runner.submit(hdr)
@@ -118,16 +123,12 @@ def test_header_parsed_once_delivered_to_every_gadget_and_passed_on() -> None:
     assert runner.close(timeout=10)
     assert out[0] is hdr
     header = runner.context.header
+    assert header is HEADER.header and runner.context.geometry is HEADER.geometry
     assert header.encoding[0].encodedSpace.matrixSize.x == 16
-    gadgets = [st.gadget for w in runner._workers for st in w.stages]
+    assert runner.context.geometry.encoded_x == 16 and runner.context.geometry.recon_x == 8
+    gadgets = runner.gadgets
+    assert len(gadgets) == 2
     assert all(getattr(g, "header", None) is header for g in gadgets)
-
-
-def test_bad_header_is_reported_not_fatal() -> None:
-    out, _ = run(chain(PASS), [XmlHeader("<not-ismrmrd/>"), Text("after")])
-    assert isinstance(out[0], ErrorReport) and out[0].code == "protocol"
-    assert out[0].message_index == 0
-    assert isinstance(out[1], XmlHeader) and out[2] == Text("after")
 
 
 def test_split_outputs_and_internal_messages_counted_not_emitted() -> None:
@@ -140,7 +141,7 @@ def test_split_outputs_and_internal_messages_counted_not_emitted() -> None:
 def test_backpressure_blocks_producer_and_loses_nothing() -> None:
     body = '[[gadgets]]\nid = "slow"\ntype = "_test_tag"\n[gadgets.params]\ndelay_s = 0.01\n'
     out: list[Any] = []
-    runner = ChainRunner(chain(body, queue_size=2), emit=out.append)
+    runner = ChainRunner(chain(body, queue_size=2), header=HEADER, emit=out.append)
     runner.start()
     n = 20
     t0 = time.perf_counter()
@@ -157,7 +158,9 @@ def test_backpressure_blocks_producer_and_loses_nothing() -> None:
 
 def test_policy_error_raises_naming_queue_and_size() -> None:
     body = '[[gadgets]]\nid = "slow"\ntype = "_test_tag"\n[gadgets.params]\ndelay_s = 0.2\n'
-    runner = ChainRunner(chain(body, queue_size=2, policy="error"), emit=lambda m: None)
+    runner = ChainRunner(
+        chain(body, queue_size=2, policy="error"), header=HEADER, emit=lambda m: None
+    )
     runner.start()
     with pytest.raises(
         QueueFullError, match=r"queue 0 \(before gadget 'slow'\) is full \(2 messages\)"
@@ -174,7 +177,9 @@ def test_abort_logs_in_flight_messages_and_held_state(caplog: pytest.LogCaptureF
         "[gadgets.params]\ndelay_s = 0.05\n"
     )
     out: list[Any] = []
-    runner = ChainRunner(chain(body, queue_size=4), emit=out.append, connection_id="conn-7")
+    runner = ChainRunner(
+        chain(body, queue_size=4), header=HEADER, emit=out.append, connection_id="conn-7"
+    )
     runner.start()
     runner.submit(Text("held"))
     runner.submit(XmlHeader(HEADER_XML))
@@ -196,7 +201,7 @@ def test_abort_logs_in_flight_messages_and_held_state(caplog: pytest.LogCaptureF
 
 def test_abort_wakes_blocked_producer() -> None:
     body = '[[gadgets]]\nid = "slow"\ntype = "_test_tag"\n[gadgets.params]\ndelay_s = 0.2\n'
-    runner = ChainRunner(chain(body, queue_size=1), emit=lambda m: None)
+    runner = ChainRunner(chain(body, queue_size=1), header=HEADER, emit=lambda m: None)
     runner.start()
     errors: list[BaseException] = []
 
@@ -217,7 +222,7 @@ def test_abort_wakes_blocked_producer() -> None:
 
 def test_close_message_ends_stream_and_is_not_emitted() -> None:
     out: list[Any] = []
-    runner = ChainRunner(chain(PASS), emit=out.append)
+    runner = ChainRunner(chain(PASS), header=HEADER, emit=out.append)
     runner.start()
     runner.submit(Text("a"))
     runner.submit(Close())
@@ -241,7 +246,7 @@ def test_stats_and_trace_file(tmp_path: Any) -> None:
     assert [r["index"] for r in tag_lines] == [0, 1, 2, 3, 4]
     assert all(r["t_leave_ns"] >= r["t_enter_ns"] for r in lines[1:])
     # gadgets see the index and entry time of the message they process
-    hold = runner._workers[0].stages[1].gadget
+    hold = runner.gadgets[1]
     assert isinstance(hold, HoldGadget)
     assert [t.message_index for t in hold.times] == [0, 1, 2, 3, 4, None]  # None: flush output
     assert all(t.t_enter_ns >= t.t_submit_ns for t in hold.times)
@@ -251,7 +256,7 @@ def test_emit_failure_is_logged_and_counted(caplog: pytest.LogCaptureFixture) ->
     def bad_emit(msg: Any) -> None:
         raise OSError("socket gone")
 
-    runner = ChainRunner(chain(PASS), emit=bad_emit, connection_id="c9")
+    runner = ChainRunner(chain(PASS), header=HEADER, emit=bad_emit, connection_id="c9")
     runner.start()
     runner.submit(Text("a"))
     with caplog.at_level(logging.ERROR, logger="kmtr_stream.chain"):
@@ -261,7 +266,7 @@ def test_emit_failure_is_logged_and_counted(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_submit_before_start_and_double_start() -> None:
-    runner = ChainRunner(chain(PASS), emit=lambda m: None)
+    runner = ChainRunner(chain(PASS), header=HEADER, emit=lambda m: None)
     with pytest.raises(KmtrError, match="before start"):
         runner.submit(Text("a"))
     runner.start()
@@ -272,7 +277,9 @@ def test_submit_before_start_and_double_start() -> None:
 
 def test_abort_names_every_in_flight_message(caplog: pytest.LogCaptureFixture) -> None:
     body = '[[gadgets]]\nid = "slow"\ntype = "_test_tag"\n[gadgets.params]\ndelay_s = 0.3\n'
-    runner = ChainRunner(chain(body, queue_size=8), emit=lambda m: None, connection_id="c5")
+    runner = ChainRunner(
+        chain(body, queue_size=8), header=HEADER, emit=lambda m: None, connection_id="c5"
+    )
     runner.start()
     for i in (10, 11, 12, 14, 15):  # caller-chosen stream indices (13 was consumed elsewhere)
         runner.submit(Text(str(i)), index=i)
@@ -287,7 +294,7 @@ def test_abort_names_every_in_flight_message(caplog: pytest.LogCaptureFixture) -
 def test_caller_indices_reach_error_reports() -> None:
     body = '[[gadgets]]\nid = "tag"\ntype = "_test_tag"\n[gadgets.params]\nfail_on = 0\n'
     out: list[Any] = []
-    runner = ChainRunner(chain(body), emit=out.append)
+    runner = ChainRunner(chain(body), header=HEADER, emit=out.append)
     runner.start()
     assert runner.submit(Text("a"), index=7) == 7
     assert runner.submit(Text("b")) == 8
@@ -316,7 +323,9 @@ def test_inline_chain_runs_in_the_submitting_thread() -> None:
     spec = parse_chain_config("[chain]\ninline = true\n" + body, "inline.toml")
     assert spec.inline
     seen: list[tuple[Any, int]] = []
-    runner = ChainRunner(spec, emit=lambda m: seen.append((m, threading.get_ident())))
+    runner = ChainRunner(
+        spec, header=HEADER, emit=lambda m: seen.append((m, threading.get_ident()))
+    )
     runner.start()
     msgs: list[Any] = [XmlHeader(HEADER_XML), Text("a"), make_acquisition(0), Text("b")]
     for m in msgs:
@@ -324,7 +333,7 @@ def test_inline_chain_runs_in_the_submitting_thread() -> None:
     # Outputs were emitted during submit(), in this thread: no worker thread, no queue.
     assert [m for m, _ in seen] == [msgs[0], Text("a12"), msgs[2], Text("b12")]
     assert {tid for _, tid in seen} == {threading.get_ident()}
-    assert not runner._workers[0].thread.is_alive()
+    assert runner.workers[0].thread is None  # inline: a worker without a thread
     assert runner.close(timeout=10)
     assert TagGadget.log == [("t1", "flush"), ("t2", "flush")]
     assert [m.text for m, _ in seen[4:]] == ["flushed t12", "flushed t2"]
@@ -349,7 +358,7 @@ def test_inline_chain_hands_off_to_a_new_thread_gadget() -> None:
 
 def test_inline_chain_abort_calls_on_abort_and_refuses_more() -> None:
     spec = parse_chain_config("[chain]\ninline = true\n" + TAG_HOLD, "inline.toml")
-    runner = ChainRunner(spec, emit=lambda m: None)
+    runner = ChainRunner(spec, header=HEADER, emit=lambda m: None)
     runner.start()
     runner.submit(Text("a"))
     runner.abort("client gone")

@@ -31,14 +31,12 @@ def scan() -> tuple[Any, Any, list[Any]]:
 
 def _gadgets(xml: str, prewhiten: bool, **buffer: Any) -> tuple[ChainContext, list[Gadget]]:
     header = ismrmrd.xsd.CreateFromDocument(xml)
-    ctx = ChainContext(header=header)
+    ctx = ChainContext.from_header(header)
     gs: list[Gadget] = []
     if prewhiten:
         gs.append(NoisePrewhiteningGadget("nw", NoisePrewhiteningGadget.Params(), ctx))
     gs.append(RemoveOversamplingGadget("ro", RemoveOversamplingGadget.Params(), ctx))
     gs.append(SliceBufferGadget("sb", SliceBufferGadget.Params(**buffer), ctx))
-    for g in gs:
-        g.on_header(header)
     return ctx, gs
 
 

@@ -13,6 +13,7 @@ from kmtr_stream.conventions import CLASSES, PHENOTYPES, Label
 from kmtr_stream.errors import ConfigError
 from kmtr_stream.messages import Result, SliceResult
 from kmtr_stream.phenotypes import phenotypes_from_labels
+from tests.unit.chain_helpers import HEADER
 
 VOXEL = (1.5, 1.5, 8.0)
 
@@ -64,7 +65,7 @@ class MeanLatentPredictor:
 
 def _gadget(**params: Any) -> SubjectAggregationGadget:
     return SubjectAggregationGadget(
-        "agg", SubjectAggregationGadget.Params(**params), ChainContext()
+        "agg", SubjectAggregationGadget.Params(**params), ChainContext.for_stream(HEADER)
     )
 
 

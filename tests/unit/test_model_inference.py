@@ -16,6 +16,7 @@ from kmtr_stream.messages import SliceKSpace, SliceResult
 from kmtr_stream.model import ImageModel, KMTRModel, ModelConfig, load_model, read_weights
 from kmtr_stream.model.io import SHIPPED, WEIGHTS_DIR, export_weights
 from kmtr_stream.model.predictor import SubjectPredictor, choose_ed_es
+from tests.unit.chain_helpers import HEADER
 
 CFG = ModelConfig(n_coils=2, n_ky=12, n_kx=10, ny=12, nx=10, channels=(4, 8), latent_dim=8)
 
@@ -82,7 +83,7 @@ def test_inference_gadget_emits_label_image_and_slice_result(
     from kmtr_stream.chain.registry import lookup
 
     cls = lookup(gadget_type)
-    gadget = cls("g", cls.Params(model=str(weights[key])), ChainContext())
+    gadget = cls("g", cls.Params(model=str(weights[key])), ChainContext.for_stream(HEADER))
     msg = _slice(1, 2, np.random.default_rng(0))
     image, result = list(gadget.process(msg))
     assert isinstance(image, ismrmrd.Image) and isinstance(result, SliceResult)
@@ -104,8 +105,8 @@ def test_gadget_rejects_wrong_model_kind_and_shape(weights: dict[str, Path]) -> 
 
     cls = lookup("kmtr_inference")
     with pytest.raises(ConfigError, match="image"):
-        cls("g", cls.Params(model=str(weights["recon"])), ChainContext())
-    gadget = cls("g", cls.Params(model=str(weights["kmtr"])), ChainContext())
+        cls("g", cls.Params(model=str(weights["recon"])), ChainContext.for_stream(HEADER))
+    gadget = cls("g", cls.Params(model=str(weights["kmtr"])), ChainContext.for_stream(HEADER))
     msg = _slice(0, 0, np.random.default_rng(1))
     msg.kspace = msg.kspace[:1]
     with pytest.raises(GadgetError, match="coils"):
@@ -116,7 +117,7 @@ def test_subject_predictor_picks_es_and_returns_all_outputs(weights: dict[str, P
     from kmtr_stream.chain.registry import lookup
 
     cls = lookup("kmtr_inference")
-    gadget = cls("g", cls.Params(model=str(weights["kmtr"])), ChainContext())
+    gadget = cls("g", cls.Params(model=str(weights["kmtr"])), ChainContext.for_stream(HEADER))
     rng = np.random.default_rng(2)
     results = [list(gadget.process(_slice(s, p, rng)))[1] for p in range(4) for s in range(3)]
     for r in results:  # make phase 2 the smallest LV
