@@ -1,22 +1,6 @@
-"""Built-in gadgets. Importing this package registers every gadget type.
+"""Built-in gadgets, one module per gadget type.
 
-Add one line here per gadget module.
+Each type is declared as a ``kmtr_stream.gadgets`` entry point in
+``pyproject.toml`` (``kmtr_stream.chain.registry`` loads a module when a chain
+first names its type); importing this package registers nothing by itself.
 """
-
-from importlib import import_module
-
-_MODULES: list[str] = [
-    "passthrough",
-    "recorder",
-    "noise_prewhitening",
-    "remove_oversampling",
-    "coil_compression",
-    "slice_buffer",
-    "model_grid",
-    "subject_aggregation",
-    "kmtr_inference",
-    "recon_inference",
-]
-
-for _name in _MODULES:
-    import_module(f"gadgets.{_name}")
