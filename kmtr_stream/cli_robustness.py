@@ -54,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
     """Run every check, print a table and write robustness.json."""
     import torch
 
-    from kmtr_stream.evaluation.metrics import dice_per_class
     from kmtr_stream.evaluation.robustness import (
         myo_dice,
         ood_report,
@@ -64,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         subject_ood,
     )
     from kmtr_stream.evaluation.run import evaluation_mask, predict_cohort
+    from kmtr_stream.metrics import dice_per_class
     from kmtr_stream.model.io import read_weights
     from kmtr_stream.training.config import DataConfig
     from kmtr_stream.training.data import build_cohort

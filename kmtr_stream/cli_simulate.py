@@ -79,8 +79,8 @@ def _write(args: argparse.Namespace, cfg: SimConfig, diagnosis: int | None) -> i
 
 
 def _stream(args: argparse.Namespace, cfg: SimConfig, diagnosis: int | None) -> int:
+    from kmtr_stream.demo.scanner import save_replies, stream_scan
     from simulator.scan import simulate_scan
-    from simulator.stream import save_replies, stream_scan
 
     scan = simulate_scan(args.first_id, args.seed, cfg, diagnosis)
     truth = scan.subject

@@ -21,11 +21,11 @@ import torch
 from kmtr_stream.conventions import CLASSES
 from kmtr_stream.demo.report import SubjectOutcome, collect
 from kmtr_stream.demo.run_demo import LocalServers
+from kmtr_stream.demo.scanner import stream_scan
 from simulator.cohort import make_subject
 from simulator.config import SimConfig
 from simulator.dataset import subject_id_for
 from simulator.scan import simulate_scan
-from simulator.stream import stream_scan
 
 PROTOCOLS: dict[str, dict[str, object]] = {
     "default 64x64 200mm 8ch": {},

@@ -7,13 +7,13 @@ from typing import Any
 
 from kmtr_stream.conventions import CLASSES
 from kmtr_stream.demo.report import SubjectOutcome, collect
+from kmtr_stream.demo.scanner import stream_scan
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.mrd_server import MrdServer
 from kmtr_stream.transport.zmq_server import ZmqServer
 from simulator.config import SimConfig
 from simulator.dataset import subject_id_for
 from simulator.scan import simulate_scan
-from simulator.stream import stream_scan
 
 
 def stream_subject(

@@ -1,1 +1,1 @@
-"""Evaluation of k-MTR and baselines: metrics, cohort-level runs, plots."""
+"""Evaluation of k-MTR and baselines: cohort runs and plots (metrics: ``kmtr_stream.metrics``)."""

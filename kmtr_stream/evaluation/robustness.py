@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from kmtr_stream.evaluation.metrics import binary_auc, dice_per_class
-from kmtr_stream.evaluation.predict import Predictions
 from kmtr_stream.kspace.normalisation import calibration_slice
+from kmtr_stream.metrics import binary_auc, dice_per_class
 from kmtr_stream.model.io import LoadedModel
 from kmtr_stream.model.ood import LatentStats, slice_scores
+from kmtr_stream.training.predict import Predictions
 
 
 def rot90_centred(a: np.ndarray, turns: int) -> np.ndarray:

@@ -11,18 +11,18 @@ import torch
 from tqdm import tqdm
 
 from kmtr_stream.conventions import CLASSES, PHENOTYPES
-from kmtr_stream.evaluation.metrics import (
+from kmtr_stream.metrics import (
     dice_per_class,
     expected_calibration_error,
     hd95_per_class,
     macro_auc_ovr,
     mae_rmse,
 )
-from kmtr_stream.evaluation.predict import Predictions, predict_batch
+from kmtr_stream.model.calibration import softmax
 from kmtr_stream.model.io import LoadedModel
-from kmtr_stream.training.calibration import softmax
 from kmtr_stream.training.config import DataConfig, TrainSettings
 from kmtr_stream.training.data import CachedCohort, make_batch
+from kmtr_stream.training.predict import Predictions, predict_batch
 
 STRUCTURES = ("RV", "MYO", "LV")
 

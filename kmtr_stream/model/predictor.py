@@ -11,10 +11,10 @@ import torch
 from kmtr_stream.conventions import CLASSES, PHENOTYPES, Label
 from kmtr_stream.errors import KmtrError
 from kmtr_stream.messages import SliceResult
+from kmtr_stream.model.calibration import softmax
 from kmtr_stream.model.heads import label_areas
 from kmtr_stream.model.io import LoadedModel, load_model
 from kmtr_stream.model.ood import LatentStats, slice_scores
-from kmtr_stream.training.calibration import softmax
 
 
 def choose_ed_es(results: list[SliceResult]) -> tuple[int, int]:

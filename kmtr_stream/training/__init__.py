@@ -2,5 +2,6 @@
 
 ``training.config`` (TOML configs), ``training.loop`` (``Trainer``, ``train``),
 ``training.step`` (losses of one batch), ``training.data`` (cached cohort,
-batches), ``training.checkpoint`` (resumable, pickle-free checkpoints).
+batches), ``training.predict`` (batched inference, also used by evaluation),
+``training.checkpoint`` (resumable, pickle-free checkpoints).
 """

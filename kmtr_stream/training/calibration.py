@@ -1,16 +1,13 @@
-"""Temperature scaling of the disease logits (fitted on the validation split)."""
+"""Fitting the temperature of the disease logits on the validation split.
+
+Applying it (``softmax``) belongs to the model: ``kmtr_stream.model.calibration``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``(n, classes)`` logits divided by ``temperature``."""
-    z = logits / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return np.asarray(e / e.sum(axis=1, keepdims=True))
+from kmtr_stream.model.calibration import softmax
 
 
 def nll(logits: np.ndarray, targets: np.ndarray, temperature: float) -> float:

@@ -15,7 +15,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from kmtr_stream.evaluation.predict import predict_batch
 from kmtr_stream.model.io import export_weights
 from kmtr_stream.model.networks import ImageModel, KMTRModel, SliceModel
 from kmtr_stream.training import distributed
@@ -23,6 +22,7 @@ from kmtr_stream.training.calibration import fit_temperature
 from kmtr_stream.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kmtr_stream.training.config import TrainConfig
 from kmtr_stream.training.data import build_cohort, make_batch
+from kmtr_stream.training.predict import predict_batch
 from kmtr_stream.training.step import TrainStep
 
 
@@ -133,7 +133,7 @@ class Trainer:
         image_input: str | None = None,
     ) -> dict[str, Any]:
         """Validation on the val split (fixed masks): Dice, phenotype MAE, accuracy, logits."""
-        from kmtr_stream.evaluation.metrics import dice_per_class
+        from kmtr_stream.metrics import dice_per_class
 
         st = self.cfg.train
         net = self.model if net is None else net

@@ -33,7 +33,7 @@ def cohort_latents(
     fixed_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(subjects, 2, slices, d)`` latents of ``cohort`` with random (or fixed) masks."""
-    from kmtr_stream.evaluation.predict import predict_batch
+    from kmtr_stream.training.predict import predict_batch
 
     rng = np.random.default_rng(seed)
     out = []

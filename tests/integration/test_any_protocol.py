@@ -8,10 +8,10 @@ import ismrmrd
 import numpy as np
 
 from kmtr_stream.demo.run_demo import LocalServers
+from kmtr_stream.demo.scanner import stream_scan
 from kmtr_stream.messages import ErrorReport, Result
 from simulator.config import SimConfig
 from simulator.scan import simulate_scan
-from simulator.stream import stream_scan
 from tests.integration.conftest import REPLY_TIMEOUT_S
 
 #: Another matrix, field of view, coil count and calibration size than the model's grid.

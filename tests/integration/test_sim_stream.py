@@ -8,12 +8,12 @@ import ismrmrd
 import pytest
 
 from kmtr_stream.cli import main
+from kmtr_stream.demo.scanner import stream_scan
 from kmtr_stream.messages import XmlHeader
 from kmtr_stream.transport.mrd_server import MrdServer
 from kmtr_stream.transport.zmq_server import ZmqServer
 from simulator.config import SimConfig
 from simulator.scan import simulate_scan
-from simulator.stream import stream_scan
 from tests.integration.conftest import REPLY_TIMEOUT_S, same_acquisition
 
 CFG = SimConfig(

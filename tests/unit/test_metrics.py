@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kmtr_stream.evaluation.metrics import (
+from kmtr_stream.metrics import (
     binary_auc,
     dice_per_class,
     expected_calibration_error,

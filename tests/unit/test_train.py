@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from kmtr_stream.evaluation.metrics import dice_per_class
-from kmtr_stream.evaluation.predict import predict_batch
+from kmtr_stream.metrics import dice_per_class
 from kmtr_stream.training.calibration import nll
 from kmtr_stream.training.config import TrainConfig, load_config
 from kmtr_stream.training.data import make_batch
 from kmtr_stream.training.loop import Trainer
+from kmtr_stream.training.predict import predict_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,7 @@
-"""Evaluation metrics (pure NumPy): Dice, HD95, AUC, MAE/RMSE, ECE."""
+"""Metrics (pure NumPy): Dice, HD95, AUC, MAE/RMSE, ECE.
+
+Shared by training (validation Dice) and evaluation, so it sits below both.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""Live streaming of one simulated scan to a k-MTR Stream server.
+"""The simulated scanner as a client: one simulated scan streamed to a k-MTR Stream server.
 
 Sends the XML header, the acquisitions in streaming order (see
 :mod:`simulator.acquisitions`) paced at one readout per TR (or as fast as
-possible) and CLOSE, then collects the server's replies up to its CLOSE.
+possible) and CLOSE, then collects the server's replies up to its CLOSE. It
+lives here, above both the simulator and the transport, so the simulator
+itself never imports the transport.
 """
 
 from __future__ import annotations
