@@ -5,9 +5,11 @@ segmented areas. Final results are kept per (slice, phase); once the
 measurement is complete (a result flagged ``last_in_measurement``, or all
 ``n_slices x n_phases`` present) or at end of stream, one
 ``Result(kind="subject")`` carries the phenotypes computed from the
-segmentation (``kmtr_stream.phenotypes``), ED/ES phases, the (slice, phase)
-pairs without a result and, when a subject predictor is configured, the
-network's phenotypes and diagnosis.
+segmentation, ED/ES phases, the (slice, phase) pairs without a result and,
+when a subject predictor is configured, the network's phenotypes and
+diagnosis. ED and ES are chosen once (``kmtr_stream.cardiac``) and used for
+both the segmentation's phenotypes and the network's, so one subject result
+never mixes phases.
 """
 
 from __future__ import annotations
@@ -18,31 +20,25 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from kmtr_stream.cardiac import areas_mm2, choose_ed_es, phenotypes_from_labels
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
-from kmtr_stream.conventions import PHENOTYPE_UNITS, Label
+from kmtr_stream.conventions import PHENOTYPE_UNITS
 from kmtr_stream.errors import ConfigError
 from kmtr_stream.messages import Result, SliceResult
-from kmtr_stream.phenotypes import phenotypes_from_labels, structure_volumes_ml
-
-_STRUCTURES = (("LV", Label.LV_CAVITY), ("RV", Label.RV_CAVITY), ("MYO", Label.LV_MYOCARDIUM))
 
 
 class SubjectPredictor(Protocol):
     """What ``kmtr_stream.model.load_subject_predictor`` returns."""
 
-    def predict(self, results: list[SliceResult]) -> dict[str, Any]:
+    def predict(
+        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None
+    ) -> dict[str, Any]:
         """``{"phenotypes": {...}, "diagnosis": {"class": str, "probabilities": {...}}}``.
 
         May add ``"ood": {"score", "threshold", "flagged"}``.
         """
         ...
-
-
-def areas_mm2(labels: np.ndarray, voxel_size_mm: tuple[float, float, float]) -> dict[str, float]:
-    """Segmented area of LV cavity, RV cavity and LV myocardium in one ``(ny, nx)`` label map."""
-    pixel = float(voxel_size_mm[0]) * float(voxel_size_mm[1])
-    return {name: float(np.count_nonzero(labels == int(lab))) * pixel for name, lab in _STRUCTURES}
 
 
 def slice_body(r: SliceResult) -> dict[str, Any]:
@@ -58,13 +54,30 @@ def slice_body(r: SliceResult) -> dict[str, Any]:
     }
 
 
+def subject_phases(
+    results: dict[tuple[int, int], SliceResult], n_slices: int, n_phases: int, ed_phase: int,
+) -> tuple[int, int]:
+    """``(ED, ES)`` of final results keyed by (slice, phase) (``cardiac.choose_ed_es``).
+
+    ED is ``ed_phase`` (within the measurement's phases); ES is the other phase
+    with a result of smallest segmented LV cavity.
+    """
+    ny_nx = next(iter(results.values())).labels.shape
+    inside = [
+        r for (s, p), r in results.items()
+        if 0 <= s < n_slices and 0 <= p < n_phases and r.labels.shape == ny_nx
+    ]
+    return choose_ed_es(inside, min(max(ed_phase, 0), n_phases - 1))
+
+
 def subject_body(
     results: dict[tuple[int, int], SliceResult], n_slices: int, n_phases: int, ed_phase: int,
+    es_phase: int | None = None,
 ) -> dict[str, Any]:
     """Segmentation-derived subject summary from final results keyed by (slice, phase).
 
-    ED is ``ed_phase``; ES is the other phase (with at least one result) of
-    smallest segmented LV volume. Missing (slice, phase) pairs count as empty label maps.
+    ED is ``ed_phase``; ES is ``es_phase`` or, when None, chosen by
+    ``subject_phases``. Missing (slice, phase) pairs count as empty label maps.
     """
     first = next(iter(results.values()))
     ny, nx = first.labels.shape
@@ -73,12 +86,10 @@ def subject_body(
         if 0 <= s < n_slices and 0 <= p < n_phases and r.labels.shape == (ny, nx):
             labels[p, s] = r.labels
     voxel = first.voxel_size_mm
-    lv = structure_volumes_ml(labels, voxel)["LV"]
-    present = sorted({p for (_, p) in results if 0 <= p < n_phases})
-    ed = min(max(ed_phase, 0), n_phases - 1)
-    # ES: smallest LV among the other phases (the model's predictor chooses the same way).
-    others = [p for p in present if p != ed] or present
-    es = min(others, key=lambda p: (float(lv[p]), p))
+    if es_phase is None:
+        ed, es = subject_phases(results, n_slices, n_phases, ed_phase)
+    else:
+        ed, es = ed_phase, es_phase
     phen = phenotypes_from_labels(labels, voxel, ed_phase=ed, es_phase=es)
     missing = [[s, p] for p in range(n_phases) for s in range(n_slices) if (s, p) not in results]
     return {
@@ -134,10 +145,14 @@ class SubjectAggregationGadget(Gadget):
 
     def _subject(self) -> Result:
         self.subject_emitted = True
-        body = subject_body(self.final, self.n_slices, self.n_phases, int(self.params.ed_phase))
+        # One ED/ES choice for the segmentation's phenotypes and the network's alike.
+        ed, es = subject_phases(
+            self.final, self.n_slices, self.n_phases, int(self.params.ed_phase)
+        )
+        body = subject_body(self.final, self.n_slices, self.n_phases, ed, es)
         if self.predictor is not None:
             ordered = [self.final[k] for k in sorted(self.final)]
-            pred = self.predictor.predict(ordered)
+            pred = self.predictor.predict(ordered, ed_phase=ed, es_phase=es)
             body["phenotypes"] = {str(k): float(v) for k, v in pred["phenotypes"].items()}
             diag = pred["diagnosis"]
             body["diagnosis"] = {

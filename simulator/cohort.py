@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from kmtr_stream.cardiac import phenotypes_from_labels
 from kmtr_stream.conventions import CLASSES, PHENOTYPES, Label
 from kmtr_stream.errors import KmtrError
-from kmtr_stream.phenotypes import phenotypes_from_labels
 from simulator.anatomy import SubjectParams, akinetic_fraction, mosteller_bsa
 from simulator.config import SimConfig
 from simulator.disease import DiseaseTargets, draw_targets, rule_violations

@@ -8,26 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from kmtr_stream.conventions import CLASSES, PHENOTYPES, Label
+from kmtr_stream.cardiac import choose_ed_es
+from kmtr_stream.conventions import CLASSES, PHENOTYPES
 from kmtr_stream.errors import KmtrError
 from kmtr_stream.messages import SliceResult
 from kmtr_stream.model.calibration import softmax
 from kmtr_stream.model.heads import label_areas
 from kmtr_stream.model.io import LoadedModel, load_model
 from kmtr_stream.model.ood import LatentStats, slice_scores
-
-
-def choose_ed_es(results: list[SliceResult]) -> tuple[int, int]:
-    """ED = phase 0; ES = the other phase with the smallest predicted LV cavity area."""
-    lv: dict[int, int] = {}
-    for r in results:
-        lv[r.phase] = lv.get(r.phase, 0) + int((np.asarray(r.labels) == int(Label.LV_CAVITY)).sum())
-    if 0 not in lv or len(lv) < 2:
-        raise KmtrError(
-            f"subject prediction needs phase 0 and another phase, got phases {sorted(lv)}"
-        )
-    others = {p: a for p, a in lv.items() if p != 0}
-    return 0, min(others, key=lambda p: (others[p], p))
 
 
 class SubjectPredictor:
@@ -56,19 +44,28 @@ class SubjectPredictor:
             "flagged": bool(score > self.ood.threshold),
         }
 
-    def predict(self, results: list[SliceResult]) -> dict[str, Any]:
+    def predict(
+        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None
+    ) -> dict[str, Any]:
         """Run the subject head on the ED and ES slice latents.
 
         Args:
             results: final SliceResults of one measurement (any order; only
                 the ED and ES phases are used, slices present in both).
+            ed_phase: end-diastolic phase.
+            es_phase: end-systolic phase; None = chosen by ``cardiac.choose_ed_es``.
 
         Returns:
             ``{"phenotypes": {name: value}, "diagnosis": {"class": str,
             "probabilities": {class: p}}, "ed_phase": int, "es_phase": int,
             "n_slices": int, "ood": {"score", "threshold", "flagged"} or None}``.
         """
-        ed, es = choose_ed_es(results)
+        phases = sorted({int(r.phase) for r in results})
+        ed, es = choose_ed_es(results, ed_phase) if es_phase is None else (ed_phase, es_phase)
+        if ed not in phases or es == ed or es not in phases:
+            raise KmtrError(
+                f"subject prediction needs ED phase {ed} and another phase, got phases {phases}"
+            )
         by_key = {(r.phase, r.slice): r for r in results if r.phase in (ed, es)}
         slices = sorted({s for (p, s) in by_key if p == ed} & {s for (p, s) in by_key if p == es})
         if not slices:

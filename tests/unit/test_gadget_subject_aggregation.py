@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from gadgets.subject_aggregation import SubjectAggregationGadget
+from kmtr_stream.cardiac import phenotypes_from_labels
 from kmtr_stream.chain.gadget import ChainContext
 from kmtr_stream.conventions import CLASSES, PHENOTYPES, Label
 from kmtr_stream.errors import ConfigError
 from kmtr_stream.messages import Result, SliceResult
-from kmtr_stream.phenotypes import phenotypes_from_labels
 from tests.unit.chain_helpers import HEADER
 
 VOXEL = (1.5, 1.5, 8.0)
@@ -52,9 +52,13 @@ class MeanLatentPredictor:
 
     def __init__(self) -> None:
         self.calls: list[list[SliceResult]] = []
+        self.phases: list[tuple[int, int | None]] = []
 
-    def predict(self, results: list[SliceResult]) -> dict[str, Any]:
+    def predict(
+        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None
+    ) -> dict[str, Any]:
         self.calls.append(results)
+        self.phases.append((ed_phase, es_phase))
         mean = float(np.mean([r.latent.mean() for r in results]))
         probs = {c: (1.0 if c == "DCM" else 0.0) for c in CLASSES}
         return {
@@ -131,3 +135,21 @@ def test_flush_and_last_in_measurement_report_missing() -> None:
 def test_unknown_model_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot load model 'no-such-model'"):
         _gadget(model="no-such-model")
+
+
+def test_network_and_segmentation_share_one_ed_es_when_ed_phase_is_not_0() -> None:
+    g = _gadget(ed_phase=2)
+    pred = MeanLatentPredictor()
+    g.predictor = pred
+    radii = {0: 5, 1: 9, 2: 10, 3: 7}  # ED = 2 (configured); ES = phase 0, the smallest other
+    out: list[Any] = []
+    for p, rad in radii.items():
+        for s in range(2):
+            out.extend(g.process(_result(s, p, 2, 4, rad)))
+    (subject,) = [m for m in out if m.kind == "subject"]
+    body = subject.body
+    assert (body["ed_phase"], body["es_phase"]) == (2, 0)
+    assert pred.phases == [(2, 0)]  # the network got the same pair, not its own phase-0 ED
+    vol = np.stack([np.stack([_labels(radii[p])] * 2) for p in range(4)])
+    ref = phenotypes_from_labels(vol, VOXEL, ed_phase=2, es_phase=0)
+    assert body["phenotypes_from_segmentation"] == pytest.approx(ref)

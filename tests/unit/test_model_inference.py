@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from kmtr_stream.cardiac import choose_ed_es, phenotypes_from_labels
 from kmtr_stream.chain.gadget import ChainContext
 from kmtr_stream.conventions import CLASSES, PHENOTYPES
 from kmtr_stream.messages import SliceKSpace, SliceResult
 from kmtr_stream.model import ImageModel, KMTRModel, ModelConfig, load_model, read_weights
 from kmtr_stream.model.io import SHIPPED, WEIGHTS_DIR, export_weights
-from kmtr_stream.model.predictor import SubjectPredictor, choose_ed_es
+from kmtr_stream.model.predictor import SubjectPredictor
 from tests.unit.chain_helpers import HEADER
 
 CFG = ModelConfig(n_coils=2, n_ky=12, n_kx=10, ny=12, nx=10, channels=(4, 8), latent_dim=8)
@@ -130,6 +131,43 @@ def test_subject_predictor_picks_es_and_returns_all_outputs(weights: dict[str, P
     assert set(probs) == set(CLASSES) and sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
     assert out["diagnosis"]["class"] == max(probs, key=probs.__getitem__)
     assert (out["ed_phase"], out["es_phase"], out["n_slices"]) == (0, 2, 3)
+
+
+def test_one_subject_result_uses_one_ed_es_pair_when_ed_phase_is_not_0(
+    weights: dict[str, Path],
+) -> None:
+    from gadgets.subject_aggregation import SubjectAggregationGadget
+    from kmtr_stream.chain.registry import lookup
+
+    ctx = ChainContext.for_stream(HEADER)
+    cls = lookup("kmtr_inference")
+    gadget = cls("g", cls.Params(model=str(weights["kmtr"])), ctx)
+    rng = np.random.default_rng(3)
+    results = [list(gadget.process(_slice(s, p, rng)))[1] for p in range(4) for s in range(3)]
+    rows = {0: 6, 1: 5, 2: 7, 3: 2}  # LV cavity rows per phase: ES is phase 3
+    for r in results:
+        r.labels[:] = 0
+        r.labels[: rows[r.phase], :4] = 3
+    predictor = SubjectPredictor(read_weights(str(weights["kmtr"])))
+    agg = SubjectAggregationGadget("agg", SubjectAggregationGadget.Params(ed_phase=2), ctx)
+    agg.predictor = predictor
+    out = [m for r in results for m in agg.process(r)]
+    (subject,) = [m for m in out if m.kind == "subject"]
+    body = subject.body
+    assert (body["ed_phase"], body["es_phase"]) == (2, 3)
+    own = predictor.predict(results, ed_phase=2)
+    assert (own["ed_phase"], own["es_phase"]) == (2, 3)
+    assert body["phenotypes"] == pytest.approx(own["phenotypes"])
+    assert body["diagnosis"]["probabilities"] == pytest.approx(own["diagnosis"]["probabilities"])
+    # Phase 0 as ED (the predictor's old fixed choice) gives other network phenotypes.
+    phase0 = predictor.predict(results)
+    assert phase0["ed_phase"] == 0
+    assert body["phenotypes"] != pytest.approx(phase0["phenotypes"])
+    labels = np.zeros((4, 3, CFG.ny, CFG.nx), np.int16)
+    for r in results:
+        labels[r.phase, r.slice] = r.labels
+    seg = phenotypes_from_labels(labels, (2.0, 2.5, 10.0), ed_phase=2, es_phase=3)
+    assert body["phenotypes_from_segmentation"] == pytest.approx(seg)
 
 
 def test_shipped_default_weights_load_and_run() -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from kmtr_stream.cardiac import phenotypes_from_labels
 from kmtr_stream.errors import ConfigError
-from kmtr_stream.phenotypes import phenotypes_from_labels
 from simulator.config import SimConfig
 from simulator.dataset import CohortDataset, subject_id_for
 

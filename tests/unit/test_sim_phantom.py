@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kmtr_stream.cardiac import phenotypes_from_labels, structure_volumes_ml
 from kmtr_stream.conventions import CLASSES, Label
-from kmtr_stream.phenotypes import phenotypes_from_labels, structure_volumes_ml
 from simulator.cohort import make_subject
 from simulator.config import SimConfig
 from simulator.disease import rule_violations
