@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "robustness": (
         "kmtr_stream.cli_robustness", "pose, shifted-cohort and out-of-distribution checks"
     ),
+    "gadgets": ("kmtr_stream.cli_gadgets", "list every gadget type with its parameters"),
 }
 
 

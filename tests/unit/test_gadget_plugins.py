@@ -19,6 +19,7 @@ import pytest
 
 from kmtr_stream.chain import registry
 from kmtr_stream.chain.config import parse_chain_config
+from kmtr_stream.chain.gadget_docs import render_gadget_docs
 from kmtr_stream.chain.params import format_gadget_params
 from kmtr_stream.chain.runtime import ChainRunner
 from kmtr_stream.errors import ConfigError
@@ -130,6 +131,9 @@ def test_an_installed_vendor_gadget_runs_in_a_chain(installed: Path) -> None:
     assert out == [Text("scan@12")]  # 12 ky lines in the test header
     assert "vendor_suffix" in registry.registered()
     assert "suffix" in format_gadget_params(cls)
+    page = render_gadget_docs()  # what `kmtr-stream gadgets` prints lists the vendor's gadget
+    assert "## `vendor_suffix`" in page and "text appended before the ky line count" in page
+    assert "## `vendor_suffix`" not in render_gadget_docs(built_in_only=True)
 
 
 def test_a_bad_parameter_of_a_vendor_gadget_is_named(installed: Path) -> None:
