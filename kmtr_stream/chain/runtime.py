@@ -27,7 +27,7 @@ from kmtr_stream.chain import registry
 from kmtr_stream.chain.config import ChainSpec
 from kmtr_stream.chain.delivery import Delivery
 from kmtr_stream.chain.gadget import ChainContext, Gadget, StreamHeader
-from kmtr_stream.chain.queues import BoundedQueue, QueueClosedError
+from kmtr_stream.chain.queues import BoundedQueue
 from kmtr_stream.chain.stages import Stage
 from kmtr_stream.chain.tracing import TraceWriter
 from kmtr_stream.chain.worker import Worker, describe_in_flight
@@ -189,23 +189,7 @@ class ChainRunner:
                 f"connection {self.connection_id}: message index {index} is not above the "
                 f"previous one ({self._next_index - 1})"
             )
-        now = time.perf_counter_ns()
-        first = self.workers[0]
-        if first.inline:
-            self._next_index = index + 1
-            self._submitted += 1
-            try:
-                first.submit(index, now, msg)
-            except QueueClosedError:
-                pass  # aborted meanwhile: a later worker's queue was closed
-            except Exception as exc:
-                first.crashed()
-                raise KmtrError(
-                    f"connection {self.connection_id}: chain {self.spec.name!r} failed in "
-                    f"message #{index}: {type(exc).__name__}: {exc}"
-                ) from exc
-            return index
-        first.submit(index, now, msg)
+        self.workers[0].submit(index, time.perf_counter_ns(), msg)
         self._next_index = index + 1
         self._submitted += 1
         return index

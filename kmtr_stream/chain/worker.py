@@ -20,6 +20,7 @@ from typing import Any
 from kmtr_stream.chain.queues import BoundedQueue, QueueClosedError
 from kmtr_stream.chain.stages import Sink, Stage, StageGroup
 from kmtr_stream.chain.tracing import LatencySamples, TraceWriter
+from kmtr_stream.errors import KmtrError
 
 log = logging.getLogger("kmtr_stream.chain")
 
@@ -116,6 +117,7 @@ class Worker:
         Raises:
             QueueFullError: the queue is full under policy "error".
             QueueClosedError: the chain was aborted while this call waited for room.
+            KmtrError: an inline worker failed outside any gadget (it is stopped).
         """
         if self.thread is not None:
             self.inq.put((index, t_submit, msg, t_submit))
@@ -126,6 +128,14 @@ class Worker:
             self.current_index = index
             try:
                 self.group.push(index, t_submit, msg)
+            except QueueClosedError:
+                pass  # aborted meanwhile: a later worker's queue was closed
+            except Exception as exc:
+                self.crashed()
+                raise KmtrError(
+                    f"connection {self.connection_id}: chain worker {self.number} failed in "
+                    f"message #{index}: {type(exc).__name__}: {exc}"
+                ) from exc
             finally:
                 self.current_index = None
 

@@ -12,7 +12,7 @@ import pytest
 
 from kmtr_stream.chain.config import parse_chain_config
 from kmtr_stream.chain.queues import QueueFullError
-from kmtr_stream.chain.runtime import ChainRunner
+from kmtr_stream.chain.runtime import ChainRunner, RunnerState
 from kmtr_stream.errors import KmtrError
 from kmtr_stream.messages import Close, ErrorReport, Result, Text, XmlHeader
 from tests.unit.chain_helpers import (
@@ -370,3 +370,41 @@ def test_inline_chain_abort_calls_on_abort_and_refuses_more() -> None:
 def test_inline_must_be_a_bool() -> None:
     with pytest.raises(KmtrError, match="inline"):
         parse_chain_config('[chain]\ninline = "yes"\n' + PASS, "bad.toml")
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_crashed_worker_stops_the_runner(
+    inline: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = parse_chain_config(f"[chain]\ninline = {str(inline).lower()}\n" + PASS, "c.toml")
+    runner = ChainRunner(spec, header=HEADER, emit=lambda m: None, connection_id="c3")
+    runner.start()
+    assert runner.state is RunnerState.RUNNING and runner.stats()["state"] == "running"
+
+    def broken(index: Any, t_submit: int, msg: Any, k: int = 0) -> None:
+        raise RuntimeError("worker bug")
+
+    monkeypatch.setattr(runner.workers[0].group, "push", broken)
+    with caplog.at_level(logging.ERROR, logger="kmtr_stream.chain"):
+        if inline:
+            with pytest.raises(KmtrError, match="failed in message #0: RuntimeError: worker bug"):
+                runner.submit(Text("a"))
+        else:
+            runner.submit(Text("a"))
+        assert runner.close(timeout=5) is False
+    assert runner.state is RunnerState.CRASHED
+    assert "connection c3: chain worker 0 crashed" in caplog.text
+    with pytest.raises(KmtrError, match="stopped by a crashed worker"):
+        runner.submit(Text("b"))
+
+
+def test_lifecycle_states() -> None:
+    runner = ChainRunner(chain(PASS), header=HEADER, emit=lambda m: None)
+    assert runner.state is RunnerState.CREATED
+    runner.start()
+    assert runner.state is RunnerState.RUNNING
+    assert runner.close(timeout=5) and runner.state is RunnerState.FINISHED
+    runner.abort("late")
+    assert runner.state is RunnerState.ABORTED
+    idle = ChainRunner(chain(PASS), header=HEADER, emit=lambda m: None)
+    assert idle.close(timeout=1) and idle.state is RunnerState.FINISHED
