@@ -7,9 +7,10 @@ linear operator per axis (``kmtr_stream.kspace.resample``): a crop or zero-pad o
 the centred spectrum when the field of view matches, band-limited interpolation
 otherwise. No image is formed. The result is normalised over the model grid's
 calibration region, as the training data is, and carries the model grid's voxel
-size. The protocol is checked once, when the XML header arrives: what cannot be
-adapted (non-Cartesian trajectories, partial Fourier beyond 6/8, no field of view)
-is a ConfigError naming the header field, before any slice streams.
+size. The protocol is checked once, when the gadget is built with the stream's
+header: what cannot be adapted (non-Cartesian trajectories, partial Fourier beyond
+6/8, no field of view) is an error naming the header field, reported when the header
+message passes and again for each slice that is therefore not analysed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from kmtr_stream.errors import ConfigError, GadgetError, KmtrError
 from kmtr_stream.kspace.geometry import encoding_geometry
 from kmtr_stream.kspace.normalisation import calibration_slice, normalise_kspace
 from kmtr_stream.kspace.resample import AxisMap, axis_map, to_model_grid
-from kmtr_stream.messages import SliceKSpace
+from kmtr_stream.messages import SliceKSpace, XmlHeader
 
 #: Smallest share of ky lines on the short side of DC that is still adapted (6/8 partial
 #: Fourier leaves 0.5 of the half; below that too much of k-space is missing).
@@ -104,7 +105,7 @@ class ModelGridGadget(Gadget):
             "the training data",
         )
 
-    handles = (SliceKSpace,)
+    handles = (SliceKSpace, XmlHeader)
 
     def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
         super().__init__(gadget_id, params, context)
@@ -118,19 +119,15 @@ class ModelGridGadget(Gadget):
             ) from exc
         self.n_ky, self.n_kx, self.fov_mm = cfg.n_ky, cfg.n_kx, float(cfg.fov_mm)
         self.xp = array_module(context.backend)
+        #: The resampling plan; None when the stream's protocol is refused.
         self.plan: GridPlan | None = None
-        #: Why the stream's protocol was refused (each of its slices gets this error).
+        #: Why the stream's protocol was refused (its header and each slice get this error).
         self.refused = ""
         self.slices = 0
-        if context.header is not None:
-            self.on_header(context.header)
-
-    def on_header(self, header: Any) -> None:
         try:
-            self.plan = plan_from_header(header, self.n_ky, self.n_kx, self.fov_mm)
+            self.plan = plan_from_header(context.header, self.n_ky, self.n_kx, self.fov_mm)
         except ConfigError as exc:
-            self.plan, self.refused = None, str(exc)
-            raise GadgetError(self.id, None, str(exc)) from exc
+            self.refused = str(exc)
 
     def describe_state(self) -> str | None:
         if self.plan is None:
@@ -142,11 +139,15 @@ class ModelGridGadget(Gadget):
         )
 
     def process(self, message: Any) -> Iterable[Any]:
+        if isinstance(message, XmlHeader):
+            yield message
+            if self.plan is None:  # the client hears of a refused protocol before any slice
+                raise GadgetError(self.id, None, self.refused)
+            return
         msg: SliceKSpace = message
         if self.plan is None:
-            why = self.refused or "the XML header has not arrived"
             raise GadgetError(
-                self.id, None, f"slice {msg.slice} phase {msg.phase} not analysed: {why}"
+                self.id, None, f"slice {msg.slice} phase {msg.phase} not analysed: {self.refused}"
             )
         p = self.plan
         _coils, ky, kx = msg.kspace.shape

@@ -1,6 +1,7 @@
 """Training curves of the shipped runs (docs/training_curves.png).
 
-    python scripts/plot_training.py runs/kmtr_default runs/recon_default --out docs/training_curves.png
+    python scripts/plot_training.py runs/kmtr_default runs/recon_default \
+        --out docs/training_curves.png
 
 Left: total and segmentation loss per logged step (moving median over 10 logs);
 right: validation Dice (LV myocardium, LV, RV) at 4x.

@@ -94,7 +94,8 @@ def test_subject_snr_scales_the_noise_only(subject) -> None:  # type: ignore[no-
 
 
 def test_train_and_shifted_families_do_not_overlap(subject) -> None:  # type: ignore[no-untyped-def]
-    train = [randomized_fields("train", subject.params, np.random.default_rng(i)) for i in range(200)]
+    train = [randomized_fields("train", subject.params, np.random.default_rng(i))
+             for i in range(200)]
     shifted = [randomized_fields("shifted", subject.params, np.random.default_rng(i))
                for i in range(200)]
     angles = np.array([t["view_angle_rad"] for t in train])
