@@ -246,10 +246,11 @@ class ChainRunner:
         """Client vanished: stop promptly, flush nothing, log what was lost.
 
         Logs at ERROR the connection, every message index still in flight and
-        every gadget holding state. Idempotent.
+        every gadget holding state. Idempotent; after a finished end of stream
+        nothing is lost, so it does nothing (a client may vanish right after CLOSE).
         """
         with self._lock:
-            if self._state is RunnerState.ABORTED:
+            if self._state in (RunnerState.ABORTED, RunnerState.FINISHED):
                 return
             was = self._state
             self._state = RunnerState.ABORTED

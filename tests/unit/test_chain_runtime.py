@@ -404,7 +404,11 @@ def test_lifecycle_states() -> None:
     runner.start()
     assert runner.state is RunnerState.RUNNING
     assert runner.close(timeout=5) and runner.state is RunnerState.FINISHED
-    runner.abort("late")
-    assert runner.state is RunnerState.ABORTED
+    runner.abort("client gone after CLOSE")  # nothing was lost: no abort, no ERROR log
+    assert runner.state is RunnerState.FINISHED
+    busy = ChainRunner(chain(PASS), header=HEADER, emit=lambda m: None)
+    busy.start()
+    busy.abort("client gone")
+    assert busy.state is RunnerState.ABORTED and not busy.close(timeout=1)
     idle = ChainRunner(chain(PASS), header=HEADER, emit=lambda m: None)
     assert idle.close(timeout=1) and idle.state is RunnerState.FINISHED
