@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gadgets.label_images import label_image, slice_result
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import ConfigError, GadgetError, KmtrError
@@ -16,8 +18,10 @@ from kmtr_stream.messages import SliceKSpace
 class KmtrInferenceGadget(Gadget):
     """Runs the k-MTR encoder and segmentation head on each ``SliceKSpace``.
 
-    Yields an ``ismrmrd.Image`` of int16 ACDC labels and a ``SliceResult``
-    (labels, latent, lines used, timings incl. "post_last_line").
+    Yields an ``ismrmrd.Image`` of int16 ACDC labels with the geometry of
+    the slice's acquisitions and meta attributes (``gadgets.label_images``),
+    then a ``SliceResult`` (labels, latent, lines used, timings incl.
+    "post_last_line").
     """
 
     @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class KmtrInferenceGadget(Gadget):
     handles = (SliceKSpace,)
     #: model kind this gadget accepts.
     expected_kind = "kmtr"
+    #: ``KMTR_Method`` of its label images.
+    method = "k-MTR"
 
     def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
         super().__init__(gadget_id, params, context)
@@ -49,12 +55,19 @@ class KmtrInferenceGadget(Gadget):
         self.count = 0
 
     def process(self, message: Any) -> Iterable[Any]:
-        from kmtr_stream.model.inference import run_inference
+        from kmtr_stream.model.inference import infer_slice
 
         msg: SliceKSpace = message
+        t0 = time.perf_counter_ns()
         try:
-            out = run_inference(self.model, msg, self.count, int(self.params.image_series_index))
+            labels, latent, net_ms = infer_slice(self.model, msg)
         except KmtrError as exc:
             raise GadgetError(self.id, None, f"slice {msg.slice} phase {msg.phase}: {exc}") from exc
+        timings = {"network": net_ms, "gadget": (time.perf_counter_ns() - t0) / 1e6}
+        result = slice_result(msg, labels, latent, timings)
+        image = label_image(msg, labels, image_index=self.count,
+                            series=int(self.params.image_series_index),
+                            timings_ms=result.timings_ms, method=self.method)
         self.count += 1
-        yield from out
+        yield image
+        yield result

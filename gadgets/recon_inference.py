@@ -24,3 +24,4 @@ class ReconInferenceGadget(KmtrInferenceGadget):
         image_series_index: int = param(2, min=0, max=65535, doc="series index of the label images")
 
     expected_kind = "image"
+    method = "recon-then-analyze"

@@ -133,6 +133,8 @@ class SliceBufferGadget(Gadget):
         self.evictions = 0
         self._measurement_closed = False
         self._warned_keys: set[BufferKey] = set()
+        #: Per open buffer: header of its centre line (else first line), for image geometry.
+        self._geometry: dict[BufferKey, ismrmrd.AcquisitionHeader] = {}
 
     def _expected_buffers(self) -> int:
         return self.geo.n_slices * self.geo.n_phases * self.geo.n_repetitions
@@ -172,6 +174,7 @@ class SliceBufferGadget(Gadget):
             all_done = not self.store.open and len(self.store.closed) >= self._expected_buffers()
             last = buf.last_in_measurement or all_done
             self._measurement_closed = last
+        geometry = self._geometry.pop(buf.key, None) if em.final else self._geometry.get(buf.key)
         return SliceKSpace(
             kspace=kspace,
             mask=xp.asarray(mask),
@@ -186,6 +189,7 @@ class SliceBufferGadget(Gadget):
             voxel_size_mm=self.geo.voxel_size_mm,
             header=self.context.header,
             t_last_line_ns=buf.t_last_line_ns,
+            acquisition=geometry,
         )
 
     def _evicted_report(self, buf: KSpaceBuffer) -> ErrorReport:
@@ -228,6 +232,7 @@ class SliceBufferGadget(Gadget):
                 key, int(acq.active_channels), int(acq.number_of_samples)
             )
             if evicted is not None:
+                self._geometry.pop(evicted.key, None)
                 yield self._evicted_report(evicted)
         coils, _, kx = buf.kspace.shape
         if (int(acq.active_channels), int(acq.number_of_samples)) != (coils, kx):
@@ -236,6 +241,8 @@ class SliceBufferGadget(Gadget):
                 f"readout of {acq.active_channels} coils x {acq.number_of_samples} samples "
                 f"does not fit buffer {key} of {coils} coils x {kx} samples",
             )
+        if ky == self.policy.center_line or key not in self._geometry:
+            self._geometry[key] = acq.getHead()
         is_calib = any(acq.is_flag_set(f) for f in _CALIB_FLAGS)
         buf.insert(self.policy, ky, self.xp.asarray(acq.data), is_calib)
         buf.t_last_line_ns = time.perf_counter_ns()

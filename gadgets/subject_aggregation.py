@@ -10,6 +10,16 @@ when a subject predictor is configured, the network's phenotypes and
 diagnosis. ED and ES are chosen once (``kmtr_stream.cardiac``) and used for
 both the segmentation's phenotypes and the network's, so one subject result
 never mixes phases.
+
+The label image of each slice (which the inference gadget yields just
+before its ``SliceResult``) is held until that result arrives, then goes on
+with the slice's areas added to its meta attributes and, when this result
+completes the subject, the subject's phenotypes, diagnosis and class
+probabilities too (``gadgets.label_images.subject_meta``), so MRD clients
+that store only images still store the results. Nothing waits on later
+data: an image is released at its own result, at the next image, or at
+end of stream. A subject result that only the end of stream completes
+(slices missing) has no image left to ride on and goes out on its own.
 """
 
 from __future__ import annotations
@@ -18,8 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import ismrmrd
 import numpy as np
 
+from gadgets.label_images import add_meta, slice_meta, subject_meta
 from kmtr_stream.cardiac import areas_mm2, choose_ed_es, phenotypes_from_labels
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
@@ -116,11 +128,13 @@ class SubjectAggregationGadget(Gadget):
             "", doc="subject predictor for phenotypes and diagnosis; empty = none",
         )
 
-    handles = (SliceResult,)
+    handles = (SliceResult, ismrmrd.Image)
 
     def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
         super().__init__(gadget_id, params, context)
         self.final: dict[tuple[int, int], SliceResult] = {}
+        #: The latest image, waiting for its SliceResult (see module doc).
+        self._held: ismrmrd.Image | None = None
         self.n_slices = 0
         self.n_phases = 0
         self.subject_emitted = False
@@ -166,15 +180,37 @@ class SubjectAggregationGadget(Gadget):
         return Result(kind="subject", body=body)
 
     def process(self, message: Any) -> Iterable[Any]:
+        if isinstance(message, ismrmrd.Image):
+            if self._held is not None:
+                yield self._held  # it had no result of its own
+            self._held = message
+            return
         r: SliceResult = message
+        image, self._held = self._held, None
+        if image is not None and (image.slice, image.phase, image.repetition) != (
+            r.slice, r.phase, r.repetition
+        ):
+            yield image
+            image = None
         body = slice_body(r)
         slice_ood = getattr(self.predictor, "slice_ood", None)
         score = slice_ood(r.latent) if slice_ood is not None else None
         if score is not None:
             body["ood_score"] = float(score)
-        yield Result(kind="slice", body=body)
-        if not r.final:
-            return
+        out: list[Any] = [Result(kind="slice", body=body)]
+        if image is not None:
+            add_meta(image, slice_meta(body))
+        if r.final:
+            out.extend(self._aggregate(r))
+        subject = out[-1] if out[-1].kind == "subject" else None
+        if image is not None:
+            if subject is not None:
+                add_meta(image, subject_meta(subject.body))
+            yield image
+        yield from out
+
+    def _aggregate(self, r: SliceResult) -> list[Result]:
+        """Keep a final result; the subject Result when it completes the measurement."""
         self.n_slices = max(self.n_slices, int(r.n_slices))
         self.n_phases = max(self.n_phases, int(r.n_phases))
         self.final[(int(r.slice), int(r.phase))] = r
@@ -183,12 +219,11 @@ class SubjectAggregationGadget(Gadget):
                 "%s: result for slice=%d phase=%d after the subject result is not aggregated",
                 self.id, r.slice, r.phase,
             )
-            return
+            return []
         complete = all(
             (s, p) in self.final for s in range(self.n_slices) for p in range(self.n_phases)
         )
-        if r.last_in_measurement or complete:
-            yield self._subject()
+        return [self._subject()] if r.last_in_measurement or complete else []
 
     def describe_state(self) -> str | None:
         """Final slice results held for the subject result that has not gone out yet."""
@@ -197,6 +232,10 @@ class SubjectAggregationGadget(Gadget):
         return f"{len(self.final)} slice results held for the subject result"
 
     def flush(self) -> Iterable[Any]:
-        if self.subject_emitted or not self.final:
-            return []
-        return [self._subject()]
+        out: list[Any] = []
+        if self._held is not None:
+            out.append(self._held)
+            self._held = None
+        if not self.subject_emitted and self.final:
+            out.append(self._subject())
+        return out

@@ -1,4 +1,9 @@
-"""``kmtr-stream`` command line: one sub-command per module, imported lazily."""
+"""``kmtr-stream`` command line: one sub-command per module, imported lazily.
+
+Only the module of the sub-command being run is imported (``send`` must not
+pay for torch, which ``demo``, ``train`` and ``evaluate`` load); the top-level
+``--help`` lists the commands without importing any.
+"""
 
 from __future__ import annotations
 
@@ -33,16 +38,24 @@ def main(argv: list[str] | None = None) -> int:
     # per-buffer maths are small, and OpenBLAS thread pools spinning against the
     # server's I/O and chain threads multiplied latencies several-fold on 2 cores.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    parser = argparse.ArgumentParser(prog="kmtr-stream", description=__doc__)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog="kmtr-stream",
+        description="k-MTR Stream: streaming cardiac MRI analysis from undersampled k-space",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    modules = {}
-    for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        modules[name] = module
-        module.add_arguments(sub.add_parser(name, help=help_text))
+    parsers = {name: sub.add_parser(name, help=help_text)
+               for name, (_, help_text) in COMMANDS.items()}
+    # The top-level parser takes no option but -h, so the first word is the command.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    module = None
+    if chosen in COMMANDS:
+        module = importlib.import_module(COMMANDS[chosen][0])
+        module.add_arguments(parsers[chosen])
     args = parser.parse_args(argv)
+    assert module is not None  # parse_args exits on an unknown or missing command
     tune_streaming_process()
-    return int(modules[args.command].run(args))
+    return int(module.run(args))
 
 
 if __name__ == "__main__":

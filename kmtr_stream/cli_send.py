@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from typing import Any
 
 from kmtr_stream.errors import KmtrError
-from kmtr_stream.transport.dataset_io import MESSAGES_JSONL, OUTPUT_H5, stream_dataset
 
 log = logging.getLogger("kmtr_stream.send")
 
@@ -17,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", required=True,
                         help="tcp://host:port (ZeroMQ) or mrd://host:port (MRD/TCP)")
     parser.add_argument("--out", required=True,
-                        help=f"result directory ({OUTPUT_H5} and {MESSAGES_JSONL})")
+                        help="result directory (output.h5 and messages.jsonl, see the README)")
     parser.add_argument("--config", default=None, help="server-side chain name to select")
     parser.add_argument("--dataset-name", default="dataset", help="HDF5 group of the dataset")
     parser.add_argument("--timeout-s", type=float, default=120.0,
@@ -26,18 +27,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="messages per ZeroMQ message / socket write (1: one each)")
 
 
+def one_line(text: str) -> str:
+    """The line of a (possibly multi-line, e.g. traceback) message that says what failed."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if len(lines) > 1 and lines[0].startswith("Traceback") else " ".join(lines)
+
+
+def error_line(errors: list[Any], out_dir: str) -> str:
+    """``"server reported an error: [code] what (N errors, all in DIR/messages.jsonl)"``."""
+    from kmtr_stream.transport.dataset_io import MESSAGES_JSONL
+
+    first = errors[0]
+    more = f"{len(errors)} errors" if len(errors) > 1 else "1 error"
+    return (f"server reported an error: [{first.code}] {one_line(first.message)} "
+            f"({more}, all in {out_dir}/{MESSAGES_JSONL})")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Stream, save, print a summary; exit 1 if the server reported errors."""
+    """Stream, save, print a summary.
+
+    Exit status: 0 all went well, 1 the server reported an error (one line on
+    stderr names the first), 2 nothing or not everything could be sent or
+    received (one line on stderr says why).
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from kmtr_stream.transport.dataset_io import stream_dataset
+
     try:
         summary = stream_dataset(args.dataset, args.to, args.out, config=args.config,
                                  dataset_name=args.dataset_name, timeout_s=args.timeout_s,
                                  pack=args.pack)
     except KmtrError as exc:
-        log.error("%s", exc)
+        print(f"kmtr-stream send: {one_line(str(exc))}", file=sys.stderr)
         return 2
     received = ", ".join(f"{n} {k}" for k, n in sorted(summary.received.items())) or "nothing"
     print(f"sent {summary.sent} messages; received {received}; saved in {summary.output_dir}")
-    for err in summary.errors:
-        print(f"server error: {err}")
-    return 1 if summary.errors else 0
+    if summary.header_from_sent:
+        print("the server returned no XML header; output.h5 holds the one sent")
+    if summary.errors:
+        print(f"kmtr-stream send: {error_line(summary.errors, str(args.out))}", file=sys.stderr)
+        return 1
+    return 0

@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ZeroMQ endpoint to bind ('none' to disable)")
     parser.add_argument("--mrd", default="127.0.0.1:9002",
                         help="MRD/TCP host:port to listen on ('none' to disable)")
+    parser.add_argument("--mrd-results", choices=("standard", "msgpack"), default="standard",
+                        help="MRD/TCP results mode: 'standard' sends results and errors as TEXT "
+                             "(only ids stock MRD clients know), 'msgpack' as k-MTR's ids 1500 "
+                             "and 8; a client may choose with CONFIG_FILE 'NAME?results=MODE'")
     parser.add_argument("--trace", default=None,
                         help="per-stage timing trace: FILE.jsonl becomes FILE.<connection>.jsonl")
     parser.add_argument("--idle-timeout-s", type=float, default=120.0,
@@ -50,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
             servers.append(ZmqServer(catalog, args.zmq, idle_timeout_s=args.idle_timeout_s,
                                      trace=args.trace, pack_max=args.zmq_pack))
         if args.mrd.lower() != "none":
-            servers.append(MrdServer(catalog, args.mrd, trace=args.trace))
+            servers.append(MrdServer(catalog, args.mrd, trace=args.trace,
+                                     results=args.mrd_results))
         if not servers:
             log.error("both endpoints disabled; nothing to serve")
             return 2

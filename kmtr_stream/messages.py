@@ -137,6 +137,9 @@ class SliceKSpace:
         voxel_size_mm: ``(dx, dy, dz)`` in mm of the reconstructed grid.
         header: the parsed ISMRMRD XML header of the stream.
         t_last_line_ns: ``time.perf_counter_ns()`` when its last line arrived.
+        acquisition: ``ismrmrd.AcquisitionHeader`` of the slice's k-space centre
+            line (its first line until the centre arrives): the geometry and
+            time stamps its images carry. None when unknown.
     """
 
     kspace: Any
@@ -152,6 +155,7 @@ class SliceKSpace:
     voxel_size_mm: tuple[float, float, float]
     header: Any = None
     t_last_line_ns: int = 0
+    acquisition: Any = None
 
     @property
     def lines_used(self) -> int:

@@ -30,7 +30,8 @@ def build_header(
         measurement_id: measurement identifier (``"kmtr_<subject>"`` when empty).
 
     Returns:
-        The header object; ``.toXML()`` gives the XML text.
+        The header object; ``.toXML()`` gives the XML text. It validates against
+        the ISMRMRD schema and libismrmrd (``ismrmrd_test_xml``) reads it.
     """
     enc_space = x.encodingSpaceType(
         matrixSize=x.matrixSizeType(x=cfg.nx_os, y=cfg.ny, z=1),
@@ -66,8 +67,9 @@ def build_header(
             calibrationMode=x.calibrationModeType.EMBEDDED,
         ),
     )
+    # No <version>: libismrmrd checks it against its own schema version (1.8 wants 8,
+    # others other numbers) and aborts on a mismatch; the element is optional.
     return x.ismrmrdHeader(
-        version=1,
         subjectInformation=x.subjectInformationType(
             patientID=f"SIM{subject_id:07d}",
             patientWeight_kg=round(weight_kg, 1),

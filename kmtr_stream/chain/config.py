@@ -22,8 +22,29 @@ from kmtr_stream.errors import ConfigError
 
 FullQueuePolicy = Literal["block", "error"]
 FULL_QUEUE_POLICIES: tuple[str, ...] = ("block", "error")
+#: What the transport does with one kind of client message.
+INPUT_ACTIONS: tuple[str, ...] = ("pass", "warn", "error")
 
-_CHAIN_KEYS = ("name", "backend", "queue_size", "full_queue_policy", "inline")
+_CHAIN_KEYS = ("name", "backend", "queue_size", "full_queue_policy", "inline", "inputs")
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """``[chain.inputs]``: what the transport does with each kind of client data message.
+
+    "pass" feeds it to the chain (a kind no gadget handles then comes back
+    unchanged, as from a relay), "warn" drops it (the first of its kind gets
+    a WARNING to the client), "error" answers with an ERROR naming the chain
+    and the kind and ends the stream. The defaults suit a chain that analyses
+    raw k-space: anything else is refused or reported instead of being echoed
+    back as if it were output.
+    """
+
+    acquisition: str = "pass"
+    image: str = "error"
+    waveform: str = "warn"
+    text: str = "warn"
+
 _GADGET_KEYS = ("id", "type", "params", "new_thread")
 MAX_QUEUE_SIZE = 1 << 20
 
@@ -60,6 +81,8 @@ class ChainSpec:
         inline: True to run the gadgets before the first ``new_thread`` in the
             submitting thread (e.g. the server's I/O thread) instead of a worker
             thread behind a queue: no hand-off per message, for cheap gadgets.
+        inputs: what the transport does with each kind of client data message
+            (``[chain.inputs]``).
     """
 
     name: str
@@ -69,6 +92,7 @@ class ChainSpec:
     full_queue_policy: str
     gadgets: tuple[GadgetSpec, ...]
     inline: bool = False
+    inputs: InputPolicy = InputPolicy()
 
 
 def _expect(value: Any, tp: type, where: str, key: str) -> Any:
@@ -113,7 +137,24 @@ def _parse_chain_table(table: Any, source: str) -> dict[str, Any]:
         "queue_size": queue_size,
         "full_queue_policy": policy,
         "inline": inline,
+        "inputs": _parse_inputs(table.get("inputs", {}), source),
     }
+
+
+def _parse_inputs(table: Any, source: str) -> InputPolicy:
+    where = f"{source}: [chain.inputs]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    kinds = tuple(InputPolicy.__dataclass_fields__)
+    for key, value in table.items():
+        if key not in kinds:
+            raise ConfigError(f"{where}: key {key!r}: unknown key (known: {', '.join(kinds)})")
+        _expect(value, str, where, key)
+        if value not in INPUT_ACTIONS:
+            raise ConfigError(
+                f"{where}: key {key!r}: {value!r} is not one of {', '.join(INPUT_ACTIONS)}"
+            )
+    return InputPolicy(**table)
 
 
 def _parse_gadget(entry: Any, position: int, source: str, seen: set[str]) -> GadgetSpec:

@@ -6,10 +6,10 @@ Every message is an MRD message id plus an ordered list of payload parts:
 message (id)       parts
 =================  ==========================================================
 ConfigFile (1)     the 1024-byte NUL-padded name
-ConfigText (2)     UTF-8 text
-XmlHeader (3)      UTF-8 XML
+ConfigText (2)     UTF-8 text (*)
+XmlHeader (3)      UTF-8 XML (*)
 Close (4)          none
-Text (5)           UTF-8 text
+Text (5)           UTF-8 text (*)
 ErrorReport (8)    msgpack map (see ``codec.maps``)
 Acquisition(1008)  340-byte AcquisitionHeader, trajectory ``(samples, dims)``
                    float32, data ``(channels, samples)`` complex64
@@ -18,6 +18,10 @@ Image (1022)       198-byte ImageHeader, attribute string (UTF-8 XML),
 Waveform (1026)    40-byte WaveformHeader, data ``(channels, samples)`` uint32
 Result (1500)      msgpack map (see ``codec.maps``)
 =================  ==========================================================
+
+(*) Decoding accepts a trailing NUL terminator (python-ismrmrd-server and
+Gadgetron count one in the length) and drops it; text containing a NUL
+elsewhere is refused both ways, since every MRD reader would cut it there.
 
 The MRD/TCP byte stream adds the length prefixes (uint32 before single-part
 text/msgpack payloads, uint64 before the image attribute string); ZeroMQ
@@ -140,14 +144,25 @@ def waveform_size(head: ismrmrd.WaveformHeader) -> int:
 
 def _utf8(text: str, what: str) -> bytes:
     try:
-        return text.encode("utf-8")
+        raw = text.encode("utf-8")
     except (UnicodeEncodeError, AttributeError) as exc:
         raise ProtocolError(f"{what} is not encodable as UTF-8: {exc}") from None
+    if b"\0" in raw:
+        # MRD text is a C string: every reader would cut it at the NUL.
+        raise ProtocolError(f"{what} contains a NUL character at byte {raw.index(0)}")
+    return raw
 
 
 def _text(part: Buffer, what: str) -> str:
+    """UTF-8 text of a payload, without the NUL terminator(s) MRD senders may count in."""
+    raw = bytes(part).rstrip(b"\0")
+    if b"\0" in raw:
+        raise ProtocolError(
+            f"{what} has a NUL at byte {raw.index(0)} followed by more text "
+            "(MRD text ends at its NUL terminator)"
+        )
     try:
-        return bytes(part).decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
 
@@ -286,7 +301,8 @@ def _decode_other(msg_id: int, parts: Sequence[Buffer]) -> WireMessage:
     if mid == MessageId.CONFIG_TEXT:
         return ConfigText(_text(parts[0], "CONFIG_TEXT"))
     _expect_len(parts[0], CONFIG_FILE_BYTES, "CONFIG_FILE")
-    return ConfigFile(_text(bytes(parts[0]).rstrip(b"\0"), "CONFIG_FILE name"))
+    # A C string in a fixed buffer: the name ends at the first NUL, whatever follows.
+    return ConfigFile(_text(bytes(parts[0]).partition(b"\0")[0], "CONFIG_FILE name"))
 
 
 def decode_acquisition(h: Any, t: Any, d: Any) -> ismrmrd.Acquisition:
@@ -363,7 +379,7 @@ def _decode_image(parts: Sequence[Buffer]) -> ismrmrd.Image:
     head = ismrmrd.ImageHeader.from_buffer_copy(parts[0])
     dtype, shape, nbytes = image_layout(head)
     _expect_len(parts[2], nbytes, "image data (channels x z x y x x x itemsize)")
-    attr = _text(bytes(parts[1]).rstrip(b"\0"), "image attribute string")
+    attr = _text(parts[1], "image attribute string")
     data = np.frombuffer(parts[2], dtype=dtype).reshape(shape)
     try:
         return ismrmrd.Image(head, attribute_string=attr, data=data)

@@ -5,6 +5,13 @@ length-prefixed (uint32) text and msgpack payloads, the fixed 1024-byte
 CONFIG_FILE, and ISMRMRD headers followed by the arrays they declare (the
 image attribute string carries a uint64 length). This is what Gadgetron and
 the python-ismrmrd-server speak.
+
+Text payloads (HEADER, TEXT, CONFIG_TEXT) come in two dialects: the
+python-ismrmrd-server and Gadgetron count a trailing NUL in the length,
+``ismrmrd.serialization`` does not (and its reader cannot parse a header
+with one). Both are read; ``text_nul=True`` writes the first, the default
+the second. ``StreamReader.text_nul`` tells which one a peer used, so a
+server can answer each client in its own dialect.
 """
 
 from __future__ import annotations
@@ -38,18 +45,29 @@ from kmtr_stream.messages import Close, MessageId, WireMessage
 _ID = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+#: Length-prefixed ids whose payload is text (the NUL-terminator dialects apply).
+TEXT_IDS = frozenset({MessageId.HEADER, MessageId.TEXT, MessageId.CONFIG_TEXT})
 #: Payloads above this are read in chunks, so a hostile length cannot make us allocate it upfront.
 _PREALLOCATE_BYTES = 16 << 20
 _CHUNK_BYTES = 1 << 20
 
 
-def encode_stream_parts(msg: WireMessage) -> list[Buffer]:
-    """The byte pieces of one message in the MRD byte stream (join or ``sendmsg`` them)."""
+def encode_stream_parts(msg: WireMessage, text_nul: bool = False) -> list[Buffer]:
+    """The byte pieces of one message in the MRD byte stream (join or ``sendmsg`` them).
+
+    Args:
+        msg: the message.
+        text_nul: end HEADER, TEXT and CONFIG_TEXT with a NUL counted in the
+            length, as the python-ismrmrd-server and Gadgetron do.
+    """
     msg_id, parts = encode_parts(msg)
     out: list[Buffer] = [_ID.pack(msg_id)]
     if msg_id in LENGTH_PREFIXED:
-        out.append(_U32.pack(check_size(len(parts[0]), MessageId(msg_id).name)))
-        out.append(parts[0])
+        payload = parts[0]
+        if text_nul and msg_id in TEXT_IDS:
+            payload = bytes(payload) + b"\0"
+        out.append(_U32.pack(check_size(len(payload), MessageId(msg_id).name)))
+        out.append(payload)
     elif msg_id == MessageId.IMAGE:
         out += [parts[0], u64(len(parts[1])), parts[1], parts[2]]
     else:
@@ -57,9 +75,9 @@ def encode_stream_parts(msg: WireMessage) -> list[Buffer]:
     return out
 
 
-def encode_stream(msg: WireMessage) -> bytes:
-    """One message as MRD byte-stream bytes (message id + payload)."""
-    return b"".join(encode_stream_parts(msg))
+def encode_stream(msg: WireMessage, text_nul: bool = False) -> bytes:
+    """One message as MRD byte-stream bytes (message id + payload); see ``encode_stream_parts``."""
+    return b"".join(encode_stream_parts(msg, text_nul))
 
 
 ReadInto = Callable[[memoryview], int]
@@ -83,6 +101,9 @@ class StreamReader:
     def __init__(self, read_into: ReadInto) -> None:
         self._read_into = read_into
         self.messages_read = 0
+        #: Whether the first text payload read (HEADER, TEXT, CONFIG_TEXT) ended with
+        #: a NUL; None until one was read.
+        self.text_nul: bool | None = None
 
     @classmethod
     def from_socket(cls, sock: socket.socket) -> StreamReader:
@@ -150,6 +171,8 @@ class StreamReader:
         if mid in LENGTH_PREFIXED:
             (n,) = _U32.unpack(self.read_exactly(4, f"{name} length"))
             parts = [self.read_exactly(check_size(n, name), f"{name} payload")]
+            if self.text_nul is None and mid in TEXT_IDS:
+                self.text_nul = parts[0].endswith(b"\0")
         elif mid == MessageId.CLOSE:
             parts = []
         elif mid == MessageId.CONFIG_FILE:

@@ -10,11 +10,34 @@ On ZeroMQ an unknown message id is only reported and skipped, because frames
 are self-delimiting; on MRD/TCP it ends the stream (the byte stream cannot be
 resynchronised). A client that vanishes mid-stream gets its chain aborted
 with a logged error; other connections are never affected.
+
+Results go out as msgpack RESULT/ERROR messages (ZeroMQ's default) or, in
+the standard results mode (MRD/TCP's default), as TEXT only, so stock MRD
+clients read them (``kmtr_stream.codec.standard``). Client messages that no
+gadget of the chain handles follow its ``[chain.inputs]`` policy
+(``kmtr_stream.transport.session``).
+
+The names below are imported on first use, so a client (``kmtr-stream
+send``) does not load the servers and the chain runtime.
 """
 
-from kmtr_stream.transport.catalog import ChainCatalog
-from kmtr_stream.transport.client import ClientTimeoutError, StreamClient
-from kmtr_stream.transport.mrd_server import MrdServer
-from kmtr_stream.transport.zmq_server import ZmqServer
+from __future__ import annotations
 
-__all__ = ["ChainCatalog", "ClientTimeoutError", "MrdServer", "StreamClient", "ZmqServer"]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ChainCatalog": "kmtr_stream.transport.catalog",
+    "ClientTimeoutError": "kmtr_stream.transport.client",
+    "StreamClient": "kmtr_stream.transport.client",
+    "MrdServer": "kmtr_stream.transport.mrd_server",
+    "ZmqServer": "kmtr_stream.transport.zmq_server",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

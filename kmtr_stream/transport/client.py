@@ -3,6 +3,12 @@
 URLs: ``"tcp://host:port"`` or ``"zmq://host:port"`` connect to the ZeroMQ
 endpoint (a DEALER socket), ``"mrd://host:port"`` to the MRD/TCP endpoint.
 
+Replies read the same in both results modes: a TEXT holding a k-MTR JSON
+result comes out as a ``Result``, an ERROR-level log line (ours, or a
+python-ismrmrd-server traceback) as an ``ErrorReport`` (``codec.standard``).
+The MRD/TCP client writes text NUL-terminated, as the python-ismrmrd-server
+and Gadgetron clients do.
+
 Example::
 
     with StreamClient.connect("tcp://127.0.0.1:9000") as client:
@@ -24,11 +30,12 @@ from typing import Any, TypeVar
 
 import zmq
 
+from kmtr_stream.codec.standard import parse_text
 from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
 from kmtr_stream.codec.zmq_frames import encode_frames
 from kmtr_stream.codec.zmq_packed import decode_message, pack_frames
 from kmtr_stream.errors import KmtrError, ProtocolError
-from kmtr_stream.messages import Close, WireMessage
+from kmtr_stream.messages import Close, Text, WireMessage
 from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
 
 ZMQ_SCHEMES = ("tcp", "zmq")
@@ -251,7 +258,7 @@ class ZmqStreamClient(StreamClient):
             except zmq.Again:
                 return
             messages, fault = decode_message(frames)
-            inbox.extend(messages)
+            inbox.extend(parse_text(m) if type(m) is Text else m for m in messages)
             if fault is not None:
                 inbox.append(fault)
 
@@ -294,10 +301,22 @@ class ZmqStreamClient(StreamClient):
 
 
 class MrdStreamClient(StreamClient):
-    """MRD/TCP client; a reader thread collects replies while the caller sends."""
+    """MRD/TCP client; a reader thread collects replies while the caller sends.
 
-    def __init__(self, host: str, port: int, timeout_s: float = 10.0) -> None:
+    Args:
+        host: server host.
+        port: server port.
+        timeout_s: connect timeout.
+        text_nul: end HEADER, TEXT and CONFIG_TEXT with a NUL counted in the
+            length, as the python-ismrmrd-server and Gadgetron clients do
+            (False: as ``ismrmrd.serialization`` does).
+    """
+
+    def __init__(
+        self, host: str, port: int, timeout_s: float = 10.0, text_nul: bool = True
+    ) -> None:
         self.url = f"mrd://{host}:{port}"
+        self.text_nul = text_nul
         try:
             self._sock = socket.create_connection((host, port), timeout=timeout_s)
         except OSError as exc:
@@ -313,16 +332,17 @@ class MrdStreamClient(StreamClient):
         reader = StreamReader.from_socket(self._sock)
         try:
             for msg in reader:
-                self._inbox.put(msg)
+                self._inbox.put(parse_text(msg) if type(msg) is Text else msg)
             self._inbox.put(None)
         except (ProtocolError, OSError) as exc:
             self._inbox.put(exc)
 
     def send(self, msg: WireMessage) -> None:
-        self._sendall(b"".join(encode_stream_parts(msg)))
+        self._sendall(b"".join(encode_stream_parts(msg, self.text_nul)))
 
     def _send_group(self, messages: list[WireMessage]) -> None:
-        self._sendall(b"".join(part for msg in messages for part in encode_stream_parts(msg)))
+        nul = self.text_nul
+        self._sendall(b"".join(part for m in messages for part in encode_stream_parts(m, nul)))
 
     def _sendall(self, data: bytes) -> None:
         try:

@@ -1,22 +1,27 @@
 """Stream a recorded ISMRMRD HDF5 dataset to a server and save what comes back.
 
-Output directory layout (``RESULT_DIR``):
+Output directory layout (the README's "Results format" section has the full
+description):
 
 - ``output.h5``: ISMRMRD dataset (group ``dataset``) with the XML header the
-  server returned (or the one sent), returned acquisitions and waveforms, and
-  images in ``images_<image_series_index>`` groups (readable with
-  ``ismrmrd.Dataset``).
-- ``messages.jsonl``: one JSON object per line for every RESULT, ERROR and
-  TEXT message, in arrival order: ``{"type": "result", "kind", "body"}``,
+  server returned (or, when it returned none, the one sent), returned
+  acquisitions and waveforms, and images in ``images_<image_series_index>``
+  groups (readable with ``ismrmrd.Dataset``). An image whose size or data
+  type differs from the earlier ones of its series goes to a group of its
+  own, ``images_<series>_<x>x<y>x<z>x<channels>_<dtype>``, since an HDF5
+  image group holds one shape.
+- ``messages.jsonl``: one JSON object per line for every result, error and
+  text message, in arrival order (both results modes read alike):
+  ``{"type": "result", "kind", "body"}``,
   ``{"type": "error", "code", "message", "gadget", "message_index", "context"}``
-  or ``{"type": "text", "text"}``. msgpack binary values appear as
-  ``{"$bytes_b64": "..."}``.
+  or ``{"type": "text", "text"}``. Binary values appear as
+  ``{"$bytes_b64": "..."}``, NaN and infinities as ``null``.
 """
 
 from __future__ import annotations
 
-import base64
 import heapq
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ from typing import Any
 
 import ismrmrd
 
+from kmtr_stream.codec.standard import jsonable
 from kmtr_stream.errors import KmtrError
 from kmtr_stream.ismrmrd_bulk import BlockAppender, iter_acquisitions
 from kmtr_stream.messages import (
@@ -73,30 +79,24 @@ def read_dataset(path: str | Path, dataset_name: str = "dataset") -> Iterator[Wi
         ds.close()
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"$bytes_b64": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
 @dataclass
 class StreamSummary:
     """What one ``stream_dataset`` call sent and received."""
 
     sent: int = 0
     received: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    errors: list[ErrorReport] = field(default_factory=list)
     output_dir: Path = Path()
+    #: True when the server returned no XML header and the one sent was saved.
+    header_from_sent: bool = False
+    #: Why sending stopped early (the server had reported errors), or None.
+    send_error: str | None = None
 
 
 class ResultWriter:
     """Writes returned messages into ``output.h5`` and ``messages.jsonl`` (see module doc)."""
 
-    def __init__(self, out_dir: str | Path, header_xml: str | None = None) -> None:
+    def __init__(self, out_dir: str | Path, fallback_header: str | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         h5 = self.out_dir / OUTPUT_H5
@@ -104,23 +104,36 @@ class ResultWriter:
         self._ds = ismrmrd.Dataset(str(h5), "dataset", create_if_needed=True)
         self._jsonl = (self.out_dir / MESSAGES_JSONL).open("w", encoding="utf-8")
         self._acqs = BlockAppender(self._ds)
-        self._header_written = False
-        if header_xml is not None:
-            self._write_header(header_xml)
+        self._fallback_header = fallback_header
+        self.header_written = False
+        #: image group -> (matrix_size, channels, data_type) it holds.
+        self._image_groups: dict[str, tuple[tuple[int, ...], int, int]] = {}
 
     def _write_header(self, xml: str) -> None:
         self._ds.write_xml_header(xml.encode("utf-8"))
-        self._header_written = True
+        self.header_written = True
 
     def _line(self, obj: dict[str, Any]) -> None:
-        self._jsonl.write(json.dumps(_jsonable(obj)) + "\n")
+        self._jsonl.write(json.dumps(jsonable(obj)) + "\n")
+
+    def image_group(self, img: ismrmrd.Image) -> str:
+        """HDF5 group for ``img``: its series' group, or one of its own for a new shape."""
+        layout = (tuple(int(v) for v in img.matrix_size), int(img.channels), int(img.data_type))
+        name = f"images_{img.image_series_index}"
+        held = self._image_groups.setdefault(name, layout)
+        if held != layout:
+            (x, y, z), ch, dt = layout
+            dtype = ismrmrd.get_dtype_from_data_type(dt).name
+            name = f"{name}_{x}x{y}x{z}x{ch}_{dtype}"
+            self._image_groups.setdefault(name, layout)
+        return name
 
     def write(self, msg: WireMessage) -> None:
         """Store one returned message."""
         if isinstance(msg, ismrmrd.Acquisition):
             self._acqs.add(msg)
         elif isinstance(msg, ismrmrd.Image):
-            self._ds.append_image(f"images_{msg.image_series_index}", msg)
+            self._ds.append_image(self.image_group(msg), msg)
         elif isinstance(msg, ismrmrd.Waveform):
             self._ds.append_waveform(msg)
         elif isinstance(msg, XmlHeader):
@@ -135,8 +148,10 @@ class ResultWriter:
             self._line({"type": "text", "text": msg.text})
 
     def close(self) -> None:
-        """Flush and close both files."""
+        """Write the fallback header if none came back; flush and close both files."""
         try:
+            if not self.header_written and self._fallback_header is not None:
+                self._write_header(self._fallback_header)
             self._acqs.flush()
         finally:
             self._jsonl.close()
@@ -166,23 +181,45 @@ def stream_dataset(
             the dataset is already recorded, so nothing waits on a scanner.
 
     Raises:
-        KmtrError: unreadable dataset, connection failure or timeout (what
-            arrived before a timeout is saved all the same).
+        KmtrError: unreadable dataset, connection failure, timeout or a server
+            that breaks off (what arrived before is saved all the same).
     """
     summary = StreamSummary(output_dir=Path(out_dir))
+    messages = read_dataset(path, dataset_name)
+    first = next(messages)  # the XML header; opening the file fails here, before connecting
+    assert isinstance(first, XmlHeader)
     with StreamClient.connect(url) as client:
-        if config is not None:
-            client.send(ConfigFile(config))
-        summary.sent = client.send_many(read_dataset(path, dataset_name), pack=pack)
-        client.send(Close())
-        writer = ResultWriter(out_dir)
         try:
-            for msg in client.replies(timeout_s):  # saved as it arrives
-                writer.write(msg)
-                name = type(msg).__name__
-                summary.received[name] = summary.received.get(name, 0) + 1
-                if isinstance(msg, ErrorReport):
-                    summary.errors.append(msg.message)
+            writer = ResultWriter(out_dir, fallback_header=first.xml)
+        except OSError as exc:
+            raise KmtrError(f"{out_dir}: cannot create the output files: {exc}") from None
+        try:
+            send_error: KmtrError | None = None
+            try:
+                if config is not None:
+                    client.send(ConfigFile(config))
+                summary.sent = client.send_many(itertools.chain([first], messages), pack=pack)
+                client.send(Close())
+            except KmtrError as exc:
+                # The server stopped taking data (it may have reported why): keep its replies.
+                send_error = exc
+            try:
+                for msg in client.replies(timeout_s if send_error is None else 2.0):
+                    writer.write(msg)  # saved as it arrives
+                    name = type(msg).__name__
+                    summary.received[name] = summary.received.get(name, 0) + 1
+                    if isinstance(msg, ErrorReport):
+                        summary.errors.append(msg)
+            except KmtrError:
+                if send_error is None:
+                    raise
+            if send_error is not None:
+                summary.send_error = str(send_error)
+                if not summary.errors:  # else the server's own report says why
+                    raise send_error
+        except OSError as exc:  # h5py and file errors while saving
+            raise KmtrError(f"{out_dir}: cannot save a reply: {exc}") from None
         finally:
+            summary.header_from_sent = not writer.header_written
             writer.close()
     return summary

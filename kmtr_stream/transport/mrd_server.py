@@ -5,6 +5,13 @@ and CLOSE; results come back on the same socket, ending with CLOSE, as with
 Gadgetron and the python-ismrmrd-server, so existing MRD clients stream to
 it unchanged. The byte stream is not self-delimiting, so every protocol error
 (including an unknown message id) ends the stream after it was reported.
+
+By default only standard MRD ids go out (results mode "standard": results
+and errors as TEXT, see ``codec.standard``); ``results="msgpack"`` or a
+client's ``CONFIG_FILE NAME?results=msgpack`` sends k-MTR's RESULT (1500)
+and ERROR (8) instead. Text goes back in the client's own dialect: NUL-
+terminated when its first text payload was (python-ismrmrd-server,
+Gadgetron), without the NUL otherwise (``ismrmrd.serialization``).
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ import threading
 import time
 from pathlib import Path
 
+from kmtr_stream.codec.standard import RESULTS_MODES, STANDARD
 from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
-from kmtr_stream.errors import KmtrError, ProtocolError
+from kmtr_stream.errors import ConfigError, KmtrError, ProtocolError
 from kmtr_stream.messages import WireMessage
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.session import State, StreamSession
@@ -35,16 +43,20 @@ def parse_host_port(address: str, default_host: str = "127.0.0.1") -> tuple[str,
 
 
 class _SocketSender:
-    """Thread-safe writer of whole messages to one socket (chain threads share it)."""
+    """Thread-safe writer of whole messages to one socket (chain threads share it).
 
-    def __init__(self, sock: socket.socket, connection_id: str) -> None:
+    Text is written in the dialect ``reader`` saw from the client (NUL-terminated or not).
+    """
+
+    def __init__(self, sock: socket.socket, connection_id: str, reader: StreamReader) -> None:
         self._sock = sock
         self._lock = threading.Lock()
         self._cid = connection_id
+        self._reader = reader
         self.broken = False
 
     def __call__(self, msg: WireMessage) -> None:
-        data = b"".join(encode_stream_parts(msg))
+        data = b"".join(encode_stream_parts(msg, self._reader.text_nul is True))
         with self._lock:
             if self.broken:
                 return
@@ -63,6 +75,8 @@ class MrdServer:
         address: ``"host:port"`` to listen on (port 0: any free port).
         close_timeout_s: how long a chain's end-of-stream flush may take.
         trace: ``--trace`` file stem (one file per connection) or None.
+        results: default results mode, "standard" (only ids stock MRD clients
+            know) or "msgpack"; a client may choose with its CONFIG_FILE.
 
     Example::
 
@@ -77,7 +91,11 @@ class MrdServer:
         *,
         close_timeout_s: float = 60.0,
         trace: str | Path | None = None,
+        results: str = STANDARD,
     ) -> None:
+        if results not in RESULTS_MODES:
+            raise ConfigError(f"results mode {results!r} is not one of {', '.join(RESULTS_MODES)}")
+        self.results = results
         self.catalog = catalog
         self._bind = parse_host_port(address)
         self.close_timeout_s = close_timeout_s
@@ -148,15 +166,15 @@ class MrdServer:
             t.start()
 
     def _serve(self, sock: socket.socket, cid: str) -> None:
-        sender = _SocketSender(sock, cid)
+        reader = StreamReader.from_socket(sock)
+        sender = _SocketSender(sock, cid, reader)
         session = StreamSession(
             self.catalog, cid, send=sender, trace=self.trace,
-            close_timeout_s=self.close_timeout_s, background_end=False,
+            close_timeout_s=self.close_timeout_s, background_end=False, results=self.results,
         )
         with self._lock:
             self._conns[cid] = (sock, session)
         log.info("connection %s opened", cid)
-        reader = StreamReader.from_socket(sock)
         try:
             while session.state is State.OPEN:
                 try:

@@ -15,6 +15,17 @@ chain and returned, followed by CLOSE. Later messages of that stream are
 dropped until the client's own CLOSE. Only messages that can be skipped
 without misreading anything (an unknown message id on ZeroMQ, where frames
 are self-delimiting) are reported and skipped without ending the stream.
+
+Results mode: "msgpack" sends RESULT (1500) and ERROR (8) as they are;
+"standard" sends them as TEXT (``codec.standard``), so only ids that stock
+MRD clients know go out. The server sets the default, a client's
+CONFIG_FILE may override it (``NAME?results=MODE``).
+
+Client data messages (acquisition, image, waveform, text) follow the
+chain's ``[chain.inputs]`` policy per kind: "pass" (fed to the chain),
+"warn" (dropped; the first of each kind gets a WARNING TEXT, the count is
+logged at the end) or "error" (ERROR naming the chain and the kind, then
+the stream ends).
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import ismrmrd
 
 from kmtr_stream.chain.gadget import StreamHeader
 from kmtr_stream.chain.runtime import ChainRunner
+from kmtr_stream.codec.standard import MSGPACK, RESULTS_MODES, STANDARD, log_line, to_standard
 from kmtr_stream.errors import ConfigError, KmtrError, ProtocolError
 from kmtr_stream.messages import (
     Close,
@@ -40,7 +52,7 @@ from kmtr_stream.messages import (
     WireMessage,
     XmlHeader,
 )
-from kmtr_stream.transport.catalog import ChainCatalog
+from kmtr_stream.transport.catalog import ChainCatalog, message_policy
 
 log = logging.getLogger("kmtr_stream.transport")
 
@@ -79,6 +91,7 @@ class StreamSession:
         close_timeout_s: how long the end-of-stream flush may take.
         background_end: end streams in a helper thread (the ZeroMQ I/O thread
             must never block); False ends them in the caller's thread.
+        results: default results mode, "msgpack" or "standard" (see module doc).
     """
 
     def __init__(
@@ -90,7 +103,10 @@ class StreamSession:
         trace: str | Path | None = None,
         close_timeout_s: float = 60.0,
         background_end: bool = False,
+        results: str = MSGPACK,
     ) -> None:
+        if results not in RESULTS_MODES:
+            raise ConfigError(f"results mode {results!r} is not one of {', '.join(RESULTS_MODES)}")
         self.catalog = catalog
         self.connection_id = connection_id
         self._send = send
@@ -106,6 +122,14 @@ class StreamSession:
         self.chain_name: str | None = None
         self.received = 0
         self.dropped = 0
+        #: "msgpack" or "standard"; fixed once the XML header has arrived.
+        self.results = results
+        self._standard = results == STANDARD
+        #: Per client message class: "pass", "warn" or "error" (set with the chain).
+        self._policy: dict[type, str] = {}
+        self._acq_direct = True
+        #: Client messages dropped under a "warn" policy, by class name.
+        self.unconsumed: dict[str, int] = {}
         self._end_lock = threading.Lock()
         self._end_thread: threading.Thread | None = None
 
@@ -115,7 +139,8 @@ class StreamSession:
         index = self.received
         self.received += 1
         runner = self.runner
-        if type(msg) is _ACQUISITION and runner is not None and self.state is State.OPEN:
+        if (type(msg) is _ACQUISITION and runner is not None and self.state is State.OPEN
+                and self._acq_direct):
             # The hot path (one readout mid-stream): what _dispatch would decide anyway.
             try:
                 runner.submit(msg, index)
@@ -141,9 +166,13 @@ class StreamSession:
                 raise ProtocolError(
                     f"message #{index}: CONFIG_FILE {msg.name!r} after the XML header"
                 )
-            self.catalog.select(msg.name)  # raises ConfigError naming the allow-list
-            self.chain_name = msg.name
-            log.info("connection %s: chain %r selected", self.connection_id, msg.name)
+            request = self.catalog.parse_request(msg.name)  # ConfigError names the allow-list
+            self.chain_name = request.name
+            if request.results is not None:
+                self.results = request.results
+                self._standard = request.results == STANDARD
+            log.info("connection %s: chain %r selected (results %s)", self.connection_id,
+                     request.name, self.results)
             return
         if isinstance(msg, ConfigText):
             raise ConfigError(
@@ -169,8 +198,31 @@ class StreamSession:
             raise ProtocolError(
                 f"message #{index}: {type(msg).__name__} is not accepted from clients"
             )
+        elif not self._admit(msg, index):
+            return
         assert self.runner is not None
         self.runner.submit(msg, index)
+
+    def _admit(self, msg: WireMessage, index: int) -> bool:
+        """Apply the chain's ``[chain.inputs]`` policy; True to feed ``msg`` to the chain."""
+        action = self._policy.get(type(msg), "pass")
+        if action == "pass":
+            return True
+        kind = "TEXT" if isinstance(msg, Text) else type(msg).__name__.upper()
+        chain = self.runner.spec.name if self.runner is not None else "?"
+        if action == "error":
+            raise ProtocolError(
+                f"message #{index}: chain {chain!r} does not take {kind} messages "
+                f"([chain.inputs] {kind.lower()} = \"error\")"
+            )
+        name = type(msg).__name__
+        self.unconsumed[name] = self.unconsumed.get(name, 0) + 1
+        if self.unconsumed[name] == 1:
+            text = (f"chain {chain!r} does not use {kind} messages: message #{index} and any "
+                    "later ones of that kind are dropped")
+            log.warning("connection %s: %s", self.connection_id, text)
+            self._out(log_line("WARNING", text))
+        return False
 
     def _start_runner(self, stream: StreamHeader) -> None:
         spec = self.catalog.select(self.chain_name)
@@ -181,18 +233,24 @@ class StreamSession:
             connection_id=self.connection_id,
             trace_path=trace_path_for(self._trace, self.connection_id),
         )
+        self._policy = message_policy(spec)
+        self._acq_direct = self._policy[_ACQUISITION] == "pass"
         runner.start()
         self.runner = runner
         log.info("connection %s: stream started on chain %r", self.connection_id, spec.name)
 
+    def _out(self, msg: Any) -> None:
+        """Send one message to the client in the stream's results mode."""
+        self._send(to_standard(msg) if self._standard else msg)
+
     def _send_output(self, msg: Any) -> None:
         try:
-            self._send(msg)
+            self._out(msg)
         except ProtocolError as exc:
             # An output that cannot be encoded must not vanish silently.
             log.error("connection %s: cannot send %s: %s", self.connection_id,
                       type(msg).__name__, exc)
-            self._send(ErrorReport(code=exc.code, message=f"cannot encode output: {exc}"))
+            self._out(ErrorReport(code=exc.code, message=f"cannot encode output: {exc}"))
 
     def _drop(self, msg: WireMessage, index: int) -> None:
         self.dropped += 1
@@ -208,8 +266,8 @@ class StreamSession:
         """Send ``exc`` to the client as ERROR and log it (does not end the stream)."""
         what = "ending the stream" if fatal else "message skipped"
         log.error("connection %s: %s (%s)", self.connection_id, exc, what)
-        self._send(ErrorReport(code=exc.code, message=str(exc), message_index=index,
-                               context={"connection": self.connection_id}))
+        self._out(ErrorReport(code=exc.code, message=str(exc), message_index=index,
+                              context={"connection": self.connection_id}))
 
     def fail(self, exc: KmtrError, index: int | None) -> None:
         """Report ``exc``, then end the stream gracefully (flush valid work, CLOSE)."""
@@ -260,11 +318,15 @@ class StreamSession:
                     "outputs may be missing"
                 )
                 self.report(err, None)
-            self._send(Close())
+            self._out(Close())
         except Exception:
             log.exception("connection %s: ending the stream failed", self.connection_id)
         finally:
             self.state = State.ENDED
+            if self.unconsumed:
+                log.warning("connection %s: dropped unconsumed client messages: %s",
+                            self.connection_id,
+                            ", ".join(f"{n} {k}" for k, n in sorted(self.unconsumed.items())))
             log.info("connection %s: stream ended after %d messages", self.connection_id,
                      self.received)
             self._on_ended()
