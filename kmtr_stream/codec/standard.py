@@ -10,9 +10,9 @@ standard results mode nothing else goes out:
   as ``null``.
 - an ERROR becomes a TEXT in the python-ismrmrd-server logging convention
   (``send_logging``): the level padded to 8 characters, a space, then
-  ``[code] message``; when the error names a gadget, a message index or a
-  context, `` | `` and a JSON object of those follow. Those clients log it
-  as they log every TEXT.
+  ``[code] message | {details}``, the details being a JSON object of the
+  gadget, message index and context the error names (``{}`` when none).
+  Those clients log it as they log every TEXT.
 
 ``parse_text`` reads such TEXTs back, so a client handles both modes alike;
 any server's TEXT at level ERROR or CRITICAL (python-ismrmrd-server sends its
@@ -102,10 +102,8 @@ def error_text(report: ErrorReport) -> Text:
     details = {"gadget": report.gadget, "message_index": report.message_index,
                "context": to_plain(dict(report.context), "error.context")}
     details = {k: v for k, v in details.items() if v not in (None, {})}
-    line = f"[{report.code}] {report.message}"
-    if details:
-        line += _DETAILS_SEP + dumps(details)
-    return log_line("ERROR", line)
+    # Always there, so a message that itself contains " | {" still reads back whole.
+    return log_line("ERROR", f"[{report.code}] {report.message}{_DETAILS_SEP}{dumps(details)}")
 
 
 def to_standard(msg: Any) -> Any:
