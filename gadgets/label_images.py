@@ -7,8 +7,8 @@ carries the geometry and time stamps of its slice's acquisitions (the header
 of the k-space centre line, ``SliceKSpace.acquisition``): position, read,
 phase and slice directions, patient table position, acquisition and
 physiology time stamps, measurement uid, counters; the field of view is the
-header's recon space (x, y) and slice thickness, so DICOM converters place it
-on the cine it came from. Its ISMRMRD meta attributes (``META`` names) say
+label grid's extent (x, y) and the slice thickness, so DICOM converters place
+it on the cine it came from. Its ISMRMRD meta attributes (``META`` names) say
 what it is and how it was made; the subject aggregation gadget adds the
 areas and, on the image that completes the subject, the subject's results.
 """
@@ -44,21 +44,23 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def recon_fov_mm(header: Any, shape: tuple[int, int],
+def label_fov_mm(header: Any, shape: tuple[int, int],
                  voxel_mm: tuple[float, float, float]) -> tuple[float, float, float]:
-    """``(x, y, slice thickness)`` in mm: the header's recon space, else shape x voxel size.
+    """``(x, y, slice thickness)`` in mm of a ``(ny, nx)`` label grid.
 
-    A k-space crop or pad to the model grid changes the resolution, never the
-    field of view, so the recon space's FOV holds for the label grid too.
+    x and y are the grid's own extent (its voxel size times its size: the
+    recon space, or the model grid after ``model_grid``; both centred where the
+    acquisition is). The thickness is the header's recon space z (``voxel_mm``
+    z is the slice spacing the volumes use), else ``voxel_mm`` z.
     """
     ny, nx = shape
-    fallback = (nx * float(voxel_mm[0]), ny * float(voxel_mm[1]), float(voxel_mm[2]))
+    x, y = nx * float(voxel_mm[0]), ny * float(voxel_mm[1])
     try:
         space = header.encoding[0].reconSpace
-        fov, nz = space.fieldOfView_mm, int(space.matrixSize.z or 1)
-        return float(fov.x), float(fov.y), float(fov.z) / max(nz, 1)
+        thickness = float(space.fieldOfView_mm.z) / max(int(space.matrixSize.z or 1), 1)
     except (AttributeError, IndexError, TypeError, ValueError):
-        return fallback
+        thickness = float(voxel_mm[2])
+    return x, y, thickness
 
 
 def label_image(
@@ -86,7 +88,7 @@ def label_image(
         "data_type": ismrmrd.DATATYPE_SHORT,
         "channels": 1,
         "matrix_size": (nx, ny, 1),
-        "field_of_view": recon_fov_mm(msg.header, (ny, nx), msg.voxel_size_mm),
+        "field_of_view": label_fov_mm(msg.header, (ny, nx), msg.voxel_size_mm),
         "image_type": ismrmrd.IMTYPE_MAGNITUDE,
         "slice": int(msg.slice),
         "phase": int(msg.phase),

@@ -44,7 +44,7 @@ LEVEL_WIDTH = 8
 ERROR_LEVELS = ("ERROR", "CRITICAL")
 BYTES_KEY = "$bytes_b64"
 _DETAILS_SEP = " | "
-_CODE = re.compile(r"\[([A-Za-z0-9_.-]+)\] ")
+_CODE = re.compile(r"\[([A-Za-z0-9_.-]*)\] ")
 
 
 def jsonable(value: Any) -> Any:
@@ -98,12 +98,16 @@ def log_line(level: str, message: str) -> Text:
 
 
 def error_text(report: ErrorReport) -> Text:
-    """TEXT form of an ERROR: ``"ERROR    [code] message | {details}"``."""
+    """TEXT form of an ERROR: ``"ERROR    [code] message | {details}"``.
+
+    Codes are short identifiers (``KmtrError.code``); other characters become ``_``.
+    """
+    code = re.sub(r"[^A-Za-z0-9_.-]", "_", report.code)
     details = {"gadget": report.gadget, "message_index": report.message_index,
                "context": to_plain(dict(report.context), "error.context")}
     details = {k: v for k, v in details.items() if v not in (None, {})}
     # Always there, so a message that itself contains " | {" still reads back whole.
-    return log_line("ERROR", f"[{report.code}] {report.message}{_DETAILS_SEP}{dumps(details)}")
+    return log_line("ERROR", f"[{code}] {report.message}{_DETAILS_SEP}{dumps(details)}")
 
 
 def to_standard(msg: Any) -> Any:
@@ -151,7 +155,7 @@ def _error_of(rest: str) -> ErrorReport:
         message=message,
         gadget=gadget if isinstance(gadget, str) else None,
         message_index=index if isinstance(index, int) and not isinstance(index, bool) else None,
-        context=context if isinstance(context, dict) else {},
+        context=_unjson(context) if isinstance(context, dict) else {},
     )
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import ismrmrd
+from ismrmrd.image import get_dtype_from_data_type
 
 from kmtr_stream.codec.standard import jsonable
 from kmtr_stream.errors import KmtrError
@@ -123,7 +124,7 @@ class ResultWriter:
         held = self._image_groups.setdefault(name, layout)
         if held != layout:
             (x, y, z), ch, dt = layout
-            dtype = ismrmrd.get_dtype_from_data_type(dt).name
+            dtype = get_dtype_from_data_type(dt).name
             name = f"{name}_{x}x{y}x{z}x{ch}_{dtype}"
             self._image_groups.setdefault(name, layout)
         return name
@@ -217,7 +218,7 @@ def stream_dataset(
                 summary.send_error = str(send_error)
                 if not summary.errors:  # else the server's own report says why
                     raise send_error
-        except OSError as exc:  # h5py and file errors while saving
+        except (OSError, ValueError) as exc:  # h5py and file errors while saving
             raise KmtrError(f"{out_dir}: cannot save a reply: {exc}") from None
         finally:
             summary.header_from_sent = not writer.header_written

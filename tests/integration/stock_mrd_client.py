@@ -33,6 +33,7 @@ from pathlib import Path
 import h5py
 import ismrmrd
 import numpy as np
+from ismrmrd.image import get_dtype_from_data_type
 
 log = logging.getLogger("stock_mrd_client")
 
@@ -87,7 +88,7 @@ class _Receiver(threading.Thread):
         (attr_n,) = struct.unpack("<Q", self.read(8))
         attrs = self.read(attr_n).decode("utf-8")
         image = ismrmrd.Image(header, attrs)
-        dtype = ismrmrd.get_dtype_from_data_type(image.data_type)
+        dtype = get_dtype_from_data_type(image.data_type)
         n = image.channels * int(np.prod(image.matrix_size))
         image.data.ravel()[:] = np.frombuffer(self.read(n * dtype.itemsize), dtype=dtype)
         image.attribute_string = ismrmrd.Meta.deserialize(

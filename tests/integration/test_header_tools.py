@@ -42,7 +42,21 @@ def test_libismrmrd_reads_the_header(name: str, tmp_path: Path) -> None:
     done = subprocess.run([TOOL, str(path)], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr
-    assert "<encoding>" in done.stdout  # it wrote the header back
+    assert done.stdout.startswith("ISMRMRD Header:")
+
+
+@pytest.mark.skipif(shutil.which(TOOL) is None,
+                    reason=f"{TOOL} not found: install the Debian/Ubuntu package 'ismrmrd-tools'")
+def test_the_tool_does_refuse_a_version_it_does_not_know(tmp_path: Path) -> None:
+    # What the simulator used to write: libismrmrd aborts on it (so the check above is real).
+    xml = make_header_xml().replace("<ismrmrdHeader", "<ismrmrdHeader", 1)
+    head, sep, rest = xml.partition("<experimentalConditions>")
+    path = tmp_path / "v1.xml"
+    path.write_text(f"{head}<version>1</version>{sep}{rest}", encoding="utf-8")
+    done = subprocess.run([TOOL, str(path)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode != 0
+    assert "version does not match" in done.stderr
 
 
 @pytest.mark.skipif(not SCHEMA.exists(),

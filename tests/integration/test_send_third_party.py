@@ -117,7 +117,7 @@ def test_send_saves_everything_and_names_the_servers_error(
     assert err_lines == [
         "kmtr-stream send: server reported an error: [server] ValueError: bad slice "
         f"(1 error, all in {tmp_path / 'out'}/messages.jsonl)"
-    ]
+    ], done.stderr
     assert "Traceback" not in done.stderr  # no Python traceback of our own either
     jsonl = (tmp_path / "out" / "messages.jsonl").read_text()
     lines = [json.loads(ln) for ln in jsonl.splitlines()]
