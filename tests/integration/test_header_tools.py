@@ -39,8 +39,9 @@ def test_libismrmrd_reads_the_header(name: str, tmp_path: Path) -> None:
     xml = HEADERS[name]()
     path = tmp_path / "header.xml"
     path.write_text(xml, encoding="utf-8")
+    # cwd: the tool writes raw.xml and processed.xml where it runs.
     done = subprocess.run([TOOL, str(path)], capture_output=True, text=True, timeout=60,
-                          check=False)
+                          cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ISMRMRD Header:")
 
@@ -53,8 +54,9 @@ def test_the_tool_does_refuse_a_version_it_does_not_know(tmp_path: Path) -> None
     head, sep, rest = xml.partition("<experimentalConditions>")
     path = tmp_path / "v1.xml"
     path.write_text(f"{head}<version>1</version>{sep}{rest}", encoding="utf-8")
+    # cwd: the tool writes raw.xml and processed.xml where it runs.
     done = subprocess.run([TOOL, str(path)], capture_output=True, text=True, timeout=60,
-                          check=False)
+                          cwd=tmp_path, check=False)
     assert done.returncode != 0
     assert "version does not match" in done.stderr
 
