@@ -170,9 +170,10 @@ class StreamReader:
         parts: list[Buffer]
         if mid in LENGTH_PREFIXED:
             (n,) = _U32.unpack(self.read_exactly(4, f"{name} length"))
-            parts = [self.read_exactly(check_size(n, name), f"{name} payload")]
+            payload = self.read_exactly(check_size(n, name), f"{name} payload")
             if self.text_nul is None and mid in TEXT_IDS:
-                self.text_nul = parts[0].endswith(b"\0")
+                self.text_nul = payload.endswith(b"\0")
+            parts = [payload]
         elif mid == MessageId.CLOSE:
             parts = []
         elif mid == MessageId.CONFIG_FILE:
