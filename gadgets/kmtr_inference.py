@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gadgets.label_images import label_image, slice_result
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import ConfigError, GadgetError, KmtrError
+from kmtr_stream.label_images import label_image, slice_result
 from kmtr_stream.messages import SliceKSpace
 
 
@@ -19,7 +19,7 @@ class KmtrInferenceGadget(Gadget):
     """Runs the k-MTR encoder and segmentation head on each ``SliceKSpace``.
 
     Yields an ``ismrmrd.Image`` of int16 ACDC labels with the geometry of
-    the slice's acquisitions and meta attributes (``gadgets.label_images``),
+    the slice's acquisitions and meta attributes (``kmtr_stream.label_images``),
     then a ``SliceResult`` (labels, latent, lines used, timings incl.
     "post_last_line").
     """

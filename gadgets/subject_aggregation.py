@@ -15,7 +15,7 @@ The label image of each slice (which the inference gadget yields just
 before its ``SliceResult``) is held until that result arrives, then goes on
 with the slice's areas added to its meta attributes and, when this result
 completes the subject, the subject's phenotypes, diagnosis and class
-probabilities too (``gadgets.label_images.subject_meta``), so MRD clients
+probabilities too (``kmtr_stream.label_images.subject_meta``), so MRD clients
 that store only images still store the results. Nothing waits on later
 data: an image is released at its own result, at the next image, or at
 end of stream. A subject result that only the end of stream completes
@@ -31,12 +31,12 @@ from typing import Any, Protocol
 import ismrmrd
 import numpy as np
 
-from gadgets.label_images import add_meta, slice_meta, subject_meta
 from kmtr_stream.cardiac import areas_mm2, choose_ed_es, phenotypes_from_labels
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.conventions import PHENOTYPE_UNITS
 from kmtr_stream.errors import ConfigError
+from kmtr_stream.label_images import add_meta, slice_meta, subject_meta
 from kmtr_stream.messages import Result, SliceResult
 
 

@@ -36,14 +36,14 @@ class InputPolicy:
     unchanged, as from a relay), "warn" drops it (the first of its kind gets
     a WARNING to the client), "error" answers with an ERROR naming the chain
     and the kind and ends the stream. The defaults suit a chain that analyses
-    raw k-space: anything else is refused or reported instead of being echoed
-    back as if it were output.
+    raw k-space: images are refused and waveforms reported instead of being
+    echoed back as if they were output; text (log lines) goes to the chain.
     """
 
     acquisition: str = "pass"
     image: str = "error"
     waveform: str = "warn"
-    text: str = "warn"
+    text: str = "pass"
 
 _GADGET_KEYS = ("id", "type", "params", "new_thread")
 MAX_QUEUE_SIZE = 1 << 20

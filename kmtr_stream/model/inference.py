@@ -1,7 +1,7 @@
 """Per-slice inference used by the chain's inference gadgets (k-MTR and recon baseline).
 
 Pure torch: what the gadgets make of the outputs (MRD label images, slice
-results) lives beside them, in ``gadgets/label_images.py``.
+results) lives in ``kmtr_stream/label_images.py``, used by the inference gadgets.
 """
 
 from __future__ import annotations

@@ -184,6 +184,8 @@ def test_subject_every_label_image_and_result_is_saved(kmtr_run: StockRun,
                         subject["phenotypes"]["LVEF"], rel_tol=1e-5)
     assert math.isclose(float(meta["KMTR_Phenotype_LVEDV_mL"]),
                         subject["phenotypes"]["LVEDV"], rel_tol=1e-5)
+    if "ood" in subject:
+        assert meta["KMTR_OOD_flagged"] == str(subject["ood"]["flagged"]).lower()
 
 
 def test_label_images_carry_their_slices_geometry(kmtr_run: StockRun,

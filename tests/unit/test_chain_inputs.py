@@ -12,9 +12,9 @@ from tests.integration.conftest import PASSTHROUGH, ROOT
 BASE = '[chain]\nname = "c"\n{inputs}\n[[gadgets]]\nid = "p"\ntype = "passthrough"\n'
 
 
-def test_defaults_refuse_images_and_report_waveforms_and_text() -> None:
+def test_defaults_refuse_images_and_report_waveforms() -> None:
     spec = parse_chain_config(BASE.format(inputs=""), "c.toml")
-    assert spec.inputs == InputPolicy("pass", "error", "warn", "warn")
+    assert spec.inputs == InputPolicy("pass", "error", "warn", "pass")
 
 
 def test_shipped_chains_say_what_they_take() -> None:

@@ -8,9 +8,9 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from gadgets.label_images import META_NAMES, label_image, subject_meta
 from gadgets.slice_buffer import SliceBufferGadget
 from gadgets.subject_aggregation import SubjectAggregationGadget
+from kmtr_stream.label_images import META_NAMES, label_image, subject_meta
 from kmtr_stream.messages import Result, SliceKSpace, SliceResult
 from tests.unit.kspace_streams import context, header_xml, make, run, undersampled_lines
 

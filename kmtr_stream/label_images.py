@@ -132,8 +132,13 @@ def add_meta(img: ismrmrd.Image, items: dict[str, Any]) -> None:
 
 
 def slice_meta(body: dict[str, Any]) -> dict[str, Any]:
-    """Meta attributes of a slice result body: the segmented areas in mm^2."""
-    return {f"{PREFIX}AreaMm2_{k}": float(v) for k, v in body.get("areas_mm2", {}).items()}
+    """Meta attributes of a slice result body: areas in mm^2 and, when scored, the OOD score."""
+    out: dict[str, Any] = {
+        f"{PREFIX}AreaMm2_{k}": float(v) for k, v in body.get("areas_mm2", {}).items()
+    }
+    if body.get("ood_score") is not None:
+        out[f"{PREFIX}OODScore"] = float(body["ood_score"])
+    return out
 
 
 def _unit_suffix(unit: str) -> str:
@@ -145,7 +150,8 @@ def subject_meta(body: dict[str, Any]) -> dict[str, Any]:
 
     ``KMTR_Phenotype_<name>_<unit>`` (network), ``KMTR_PhenotypeSeg_<name>_<unit>``
     (from the segmentation), ``KMTR_Diagnosis``, ``KMTR_Probability_<class>``,
-    ``KMTR_EDPhase``, ``KMTR_ESPhase``, ``KMTR_MissingSlicePhases``.
+    ``KMTR_EDPhase``, ``KMTR_ESPhase``, ``KMTR_MissingSlicePhases`` and, when the
+    predictor scores it, ``KMTR_OOD_<score|threshold|flagged>``.
     """
     units = body.get("phenotype_units", PHENOTYPE_UNITS)
     out: dict[str, Any] = {
@@ -162,6 +168,8 @@ def subject_meta(body: dict[str, Any]) -> dict[str, Any]:
         out[f"{PREFIX}Diagnosis"] = str(diagnosis["class"])
         for cls, p in diagnosis["probabilities"].items():
             out[f"{PREFIX}Probability_{cls}"] = float(p)
+    for key, value in (body.get("ood") or {}).items():
+        out[f"{PREFIX}OOD_{key}"] = value
     return out
 
 
