@@ -155,18 +155,6 @@ def _calibrate(p: SubjectParams, t: DiseaseTargets, cfg: SimConfig) -> SubjectPa
     return replace(p, rv_contraction=_solve(rv_gap, 0.0, 0.8, tol=0.7, f_lo=-t.rvef))
 
 
-def _draw_params_randomized(
-    subject_id: int,
-    seed: int,
-    diagnosis: int,
-    t: DiseaseTargets,
-    cfg: SimConfig,
-    rng: np.random.Generator,
-) -> SubjectParams:
-    p = _draw_params(subject_id, seed, diagnosis, t, cfg, rng)
-    return replace(p, **randomized_fields(cfg.randomize, p, rng))
-
-
 def _draw_params(
     subject_id: int,
     seed: int,
@@ -259,7 +247,8 @@ def make_subject(
     failures: list[str] = []
     for _ in range(_MAX_ATTEMPTS):
         t = draw_targets(diag, rng)
-        p = _calibrate(_draw_params_randomized(subject_id, seed, diag, t, cfg, rng), t, cfg)
+        p = _draw_params(subject_id, seed, diag, t, cfg, rng)
+        p = _calibrate(replace(p, **randomized_fields(cfg.randomize, p, rng)), t, cfg)
         labels = render_labels(p, cfg)
         phen = phenotypes_from_labels(labels, cfg.voxel_size_mm, ed_phase=0)
         es = int(np.argmin(_volume_ml(labels, Label.LV_CAVITY, cfg)))

@@ -18,6 +18,7 @@ test cohort.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -111,8 +112,6 @@ def randomized_fields(mode: str, p: SubjectParams, rng: np.random.Generator) -> 
         else float(np.exp(u(np.log(12.0), np.log(80.0)))),
         "n_coils": int(rng.integers(20, 33)) if shifted else int(rng.integers(4, 17)),
     }
-    from dataclasses import replace
-
     n_clutter = int(rng.integers(4, 8) if shifted else rng.integers(1, 6))
     q["clutter"] = _clutter(replace(p, body_semi_x_mm=body_x), n_clutter, rng)
     return q
