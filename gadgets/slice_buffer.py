@@ -26,7 +26,7 @@ import ismrmrd
 from kmtr_stream.backend import array_module
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
-from kmtr_stream.errors import BufferEvictedError, GadgetError
+from kmtr_stream.errors import BufferEvictedError, GadgetError, LimitError
 from kmtr_stream.kspace.buffer import BufferKey, BufferStore, KSpaceBuffer
 from kmtr_stream.kspace.geometry import EncodingGeometry
 from kmtr_stream.kspace.normalisation import compress_and_normalise, normalise_kspace
@@ -127,7 +127,13 @@ class SliceBufferGadget(Gadget):
             calibration_lines=int(params.calibration_lines),
             expect_calibration=self.geo.expect_calibration,
         )
-        self.store = BufferStore(self.xp, self.geo.n_ky, int(params.max_open_buffers))
+        limits = context.limits
+        #: The gadget's own cap or the server's per-connection limit, whichever is lower.
+        self.max_open = min(int(params.max_open_buffers), limits.max_open_buffers)
+        self._cap_name = ("max_open_buffers (gadget parameter)"
+                          if self.max_open == int(params.max_open_buffers)
+                          else "max_open_buffers (server limit)")
+        self.store = BufferStore(self.xp, self.geo.n_ky, self.max_open)
         self.dropped_lines = 0
         self.skipped_lines = 0
         self.evictions = 0
@@ -198,7 +204,7 @@ class SliceBufferGadget(Gadget):
         text = (
             f"slice buffer slice={k.slice} phase={k.phase} repetition={k.repetition} evicted "
             f"with {buf.state.n_lines} of {buf.mask.shape[0]} lines: "
-            f"max_open_buffers={self.params.max_open_buffers} reached"
+            f"{self._cap_name}={self.max_open} reached"
         )
         self.context.logger.warning("%s: %s", self.id, text)
         return ErrorReport(
@@ -228,9 +234,9 @@ class SliceBufferGadget(Gadget):
             if key in self.store.closed:
                 self._drop(key)
                 return
-            buf, evicted = self.store.open_buffer(
-                key, int(acq.active_channels), int(acq.number_of_samples)
-            )
+            coils, kx = int(acq.active_channels), int(acq.number_of_samples)
+            self._check_allocation(key, coils, kx)
+            buf, evicted = self.store.open_buffer(key, coils, kx)
             if evicted is not None:
                 self._geometry.pop(evicted.key, None)
                 yield self._evicted_report(evicted)
@@ -251,6 +257,23 @@ class SliceBufferGadget(Gadget):
         em = decide(self.policy, buf.state, acq.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE))
         if em is not None:
             yield self._emit(buf, em)
+
+    def _check_allocation(self, key: BufferKey, coils: int, kx: int) -> None:
+        """Refuse a buffer the connection's limits do not allow, before allocating it."""
+        limits = self.context.limits
+        if coils > limits.max_coils:
+            raise LimitError("max_coils", limits.max_coils, f"readout of {coils} coils")
+        need = coils * self.store.n_ky * kx * 8
+        held = self.store.bytes_open()
+        if len(self.store.open) >= self.store.max_open:
+            held -= next(iter(self.store.open.values())).kspace.nbytes  # the oldest goes
+        if held + need > limits.max_buffered_bytes:
+            raise LimitError(
+                "max_buffered_bytes", limits.max_buffered_bytes,
+                f"slice buffer slice={key.slice} phase={key.phase} repetition={key.repetition} "
+                f"of {coils} coils x {self.store.n_ky} ky x {kx} kx complex64 ({need} bytes) "
+                f"on top of {held} bytes in open buffers",
+            )
 
     def _drop(self, key: BufferKey) -> None:
         self.dropped_lines += 1

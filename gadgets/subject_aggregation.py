@@ -53,6 +53,10 @@ class SubjectPredictor(Protocol):
         ...
 
 
+#: A subject result lists at most this many missing (slice, phase) pairs (all are counted).
+MISSING_LISTED = 64
+
+
 def slice_body(r: SliceResult) -> dict[str, Any]:
     """Body of the ``Result(kind="slice")`` of one slice result."""
     return {
@@ -89,21 +93,36 @@ def subject_body(
     """Segmentation-derived subject summary from final results keyed by (slice, phase).
 
     ED is ``ed_phase``; ES is ``es_phase`` or, when None, chosen by
-    ``subject_phases``. Missing (slice, phase) pairs count as empty label maps.
+    ``subject_phases``. Missing (slice, phase) pairs count as empty label maps;
+    ``missing`` lists the first ``MISSING_LISTED`` of them (slice-major within
+    each phase) and ``missing_count`` gives how many there are.
     """
     first = next(iter(results.values()))
     ny, nx = first.labels.shape
-    labels = np.zeros((n_phases, n_slices, ny, nx), dtype=np.int16)
-    for (s, p), r in results.items():
-        if 0 <= s < n_slices and 0 <= p < n_phases and r.labels.shape == (ny, nx):
-            labels[p, s] = r.labels
-    voxel = first.voxel_size_mm
     if es_phase is None:
         ed, es = subject_phases(results, n_slices, n_phases, ed_phase)
     else:
         ed, es = ed_phase, es_phase
-    phen = phenotypes_from_labels(labels, voxel, ed_phase=ed, es_phase=es)
-    missing = [[s, p] for p in range(n_phases) for s in range(n_slices) if (s, p) not in results]
+    # Only ED and ES enter the phenotypes: two phases of labels, however many the header has.
+    phases = [ed] if es == ed else [ed, es]
+    labels = np.zeros((len(phases), n_slices, ny, nx), dtype=np.int16)
+    for (s, p), r in results.items():
+        if 0 <= s < n_slices and p in phases and r.labels.shape == (ny, nx):
+            labels[phases.index(p), s] = r.labels
+    phen = phenotypes_from_labels(labels, first.voxel_size_mm, ed_phase=0,
+                                  es_phase=len(phases) - 1)
+    n_missing = n_slices * n_phases - sum(
+        1 for s, p in results if 0 <= s < n_slices and 0 <= p < n_phases
+    )
+    missing: list[list[int]] = []
+    for p in range(n_phases):  # stops after MISSING_LISTED: never walks a huge grid
+        for s in range(n_slices):
+            if len(missing) >= MISSING_LISTED:
+                break
+            if (s, p) not in results:
+                missing.append([s, p])
+        if len(missing) >= MISSING_LISTED:
+            break
     return {
         "n_slices": n_slices,
         "n_phases": n_phases,
@@ -112,6 +131,7 @@ def subject_body(
         "phenotypes_from_segmentation": {k: float(v) for k, v in phen.items()},
         "phenotype_units": dict(PHENOTYPE_UNITS),
         "missing": missing,
+        "missing_count": n_missing,
     }
 
 
@@ -220,9 +240,9 @@ class SubjectAggregationGadget(Gadget):
                 self.id, r.slice, r.phase,
             )
             return []
-        complete = all(
-            (s, p) in self.final for s in range(self.n_slices) for p in range(self.n_phases)
-        )
+        complete = sum(
+            1 for s, p in self.final if s < self.n_slices and p < self.n_phases
+        ) >= self.n_slices * self.n_phases
         return [self._subject()] if r.last_in_measurement or complete else []
 
     def describe_state(self) -> str | None:

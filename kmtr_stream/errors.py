@@ -45,3 +45,20 @@ class BufferEvictedError(KmtrError):
     """A slice buffer was evicted before it completed (memory cap reached)."""
 
     code = "evicted"
+
+
+class LimitError(ProtocolError):
+    """A configured resource limit was reached; names the limit, its value and what hit it."""
+
+    code = "limit"
+
+    def __init__(self, limit: str, value: int | float, detail: str) -> None:
+        super().__init__(f"limit {limit}={value:g} reached: {detail}")
+        self.limit = limit
+        self.value = value
+
+
+class ShutdownError(KmtrError):
+    """The server is shutting down: the stream ends early (everything received is flushed)."""
+
+    code = "shutdown"

@@ -157,7 +157,7 @@ def subject_meta(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         f"{PREFIX}EDPhase": int(body["ed_phase"]),
         f"{PREFIX}ESPhase": int(body["es_phase"]),
-        f"{PREFIX}MissingSlicePhases": len(body.get("missing", [])),
+        f"{PREFIX}MissingSlicePhases": int(body.get("missing_count", len(body.get("missing", [])))),
     }
     for key, source in (("Phenotype", "phenotypes"), ("PhenotypeSeg",
                                                       "phenotypes_from_segmentation")):

@@ -22,6 +22,7 @@ import ismrmrd.xsd
 
 from kmtr_stream.errors import KmtrError, ProtocolError
 from kmtr_stream.kspace.geometry import EncodingGeometry, encoding_geometry
+from kmtr_stream.limits import Limits
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class ChainContext:
         backend: array-backend name chosen for the chain ("numpy" or "cupy").
         logger: logger to report warnings (e.g. no noise scan) through.
         extras: free slots for cross-gadget state (e.g. a loaded model).
+        limits: the server's resource limits (gadgets that allocate check them first).
     """
 
     header: Any
@@ -95,6 +97,7 @@ class ChainContext:
     backend: str = "numpy"
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kmtr_stream"))
     extras: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
     _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -32,6 +32,7 @@ from kmtr_stream.chain.stages import Stage
 from kmtr_stream.chain.tracing import TraceWriter
 from kmtr_stream.chain.worker import Worker, describe_in_flight
 from kmtr_stream.errors import GadgetError, KmtrError
+from kmtr_stream.limits import Limits
 from kmtr_stream.messages import Close
 
 log = logging.getLogger("kmtr_stream.chain")
@@ -60,6 +61,7 @@ class ChainRunner:
         connection_id: names the connection in logs, errors and thread names.
         trace_path: optional JSON-lines file for per-stage timestamps.
         extras: initial ``ChainContext.extras`` (e.g. a shared, loaded model).
+        limits: resource limits the gadgets check before allocating (defaults: ``Limits()``).
 
     Example::
 
@@ -79,6 +81,7 @@ class ChainRunner:
         connection_id: str = "local",
         trace_path: str | Path | None = None,
         extras: dict[str, Any] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.spec = spec
         self.connection_id = connection_id
@@ -91,6 +94,7 @@ class ChainRunner:
             backend=spec.backend,
             logger=logging.getLogger(f"kmtr_stream.chain.{spec.name}"),
             extras=dict(extras or {}),
+            limits=limits or Limits(),
         )
         self.workers: list[Worker] = []
         self._state = RunnerState.CREATED

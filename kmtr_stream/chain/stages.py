@@ -18,6 +18,7 @@ from typing import Any
 from kmtr_stream.chain.gadget import Gadget, MessageTimes
 from kmtr_stream.chain.tracing import LatencySamples, TraceWriter
 from kmtr_stream.errors import GadgetError, KmtrError
+from kmtr_stream.logsafe import RepeatCounter
 from kmtr_stream.messages import ErrorReport
 
 log = logging.getLogger("kmtr_stream.chain")
@@ -78,6 +79,8 @@ class StageGroup:
         self.raise_errors = raise_errors
         #: Gadget failures reported so far (written by the one thread running this group).
         self.errors = 0
+        #: The same failure (gadget, exception type, code line) is logged a few times, then counted.
+        self.repeats = RepeatCounter()
 
     def push(self, index: int | None, t_submit: int, msg: Any, k: int = 0) -> None:
         """Push ``msg`` through stages ``k..``, then hand what leaves to the sink."""
@@ -134,9 +137,18 @@ class StageGroup:
                 self.trace.write(None, st.id, "flush", t0, t1)
             for out in outs:
                 self.push(None, t0, out, k + 1)
+        self.log_repeats()
+
+    def log_repeats(self) -> None:
+        """Log how often each failure recurred beyond the ones logged in full."""
+        for key, n in self.repeats.suppressed().items():
+            gadget_id, name, where = key[0], key[1], key[2]  # type: ignore[index]
+            log.error("connection %s: gadget %r: %s in %s repeated %d more times (not logged)",
+                      self.connection_id, gadget_id, name, where, n)
 
     def abort(self) -> None:
         """The stream was aborted: call every gadget's ``on_abort`` (failures are logged)."""
+        self.log_repeats()
         for st in self.stages:
             try:
                 st.gadget.on_abort()
@@ -151,7 +163,12 @@ class StageGroup:
         """Wrap a gadget failure as GadgetError, log it, build the client's ErrorReport."""
         self.errors += 1
         err = GadgetError(gadget_id, index, f"{where} failed: {type(exc).__name__}: {exc}")
-        log.error("connection %s: %s", self.connection_id, err, exc_info=exc)
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        line = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else None
+        if self.repeats.should_log((gadget_id, type(exc).__name__, where, line)):
+            log.error("connection %s: %s", self.connection_id, err, exc_info=exc)
         code = exc.code if isinstance(exc, KmtrError) else err.code
         return ErrorReport(code=code, message=str(err), gadget=gadget_id, message_index=index)
 

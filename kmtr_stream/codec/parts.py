@@ -35,6 +35,7 @@ build new arrays instead of writing into incoming ones.
 from __future__ import annotations
 
 import ctypes
+import math
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -133,7 +134,8 @@ def image_layout(head: ismrmrd.ImageHeader) -> tuple[np.dtype, tuple[int, int, i
         raise ProtocolError(f"image data_type {head.data_type} is not supported")
     x, y, z = head.matrix_size
     shape = (int(head.channels), int(z), int(y), int(x))
-    nbytes = check_size(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, "image data")
+    # Python ints: 4 uint16 dimensions times 16 bytes overflow int64 (the product went negative).
+    nbytes = check_size(math.prod(shape) * dtype.itemsize, "image data")
     return dtype, shape, nbytes
 
 

@@ -40,6 +40,8 @@ from kmtr_stream.codec.parts import (
     waveform_size,
 )
 from kmtr_stream.errors import ProtocolError
+from kmtr_stream.limits import Limits
+from kmtr_stream.limits import check_size as check_limit
 from kmtr_stream.messages import Close, MessageId, WireMessage
 
 _ID = struct.Struct("<H")
@@ -98,17 +100,18 @@ class StreamReader:
             ...
     """
 
-    def __init__(self, read_into: ReadInto) -> None:
+    def __init__(self, read_into: ReadInto, limits: Limits | None = None) -> None:
         self._read_into = read_into
+        self.limits = limits
         self.messages_read = 0
         #: Whether the first text payload read (HEADER, TEXT, CONFIG_TEXT) ended with
         #: a NUL; None until one was read.
         self.text_nul: bool | None = None
 
     @classmethod
-    def from_socket(cls, sock: socket.socket) -> StreamReader:
+    def from_socket(cls, sock: socket.socket, limits: Limits | None = None) -> StreamReader:
         """Reader over a connected stream socket."""
-        return cls(sock.recv_into)
+        return cls(sock.recv_into, limits)
 
     @classmethod
     def from_file(cls, f: BinaryIO) -> StreamReader:
@@ -153,6 +156,13 @@ class StreamReader:
             left -= got
         return bytearray().join(chunks)
 
+    def _size(self, nbytes: int, what: str, text: bool = False) -> int:
+        """``nbytes`` after the codec's cap and the configured limit (before reading it)."""
+        check_size(nbytes, what)
+        if self.limits is not None:
+            check_limit(self.limits, nbytes, what, text)
+        return nbytes
+
     def read_message(self) -> WireMessage | None:
         """The next message, or None at a clean end of stream (between messages).
 
@@ -170,7 +180,7 @@ class StreamReader:
         parts: list[Buffer]
         if mid in LENGTH_PREFIXED:
             (n,) = _U32.unpack(self.read_exactly(4, f"{name} length"))
-            payload = self.read_exactly(check_size(n, name), f"{name} payload")
+            payload = self.read_exactly(self._size(n, name, mid in TEXT_IDS), f"{name} payload")
             if self.text_nul is None and mid in TEXT_IDS:
                 self.text_nul = payload.endswith(b"\0")
             parts = [payload]
@@ -181,17 +191,20 @@ class StreamReader:
         elif mid == MessageId.ACQUISITION:
             hdr = self.read_exactly(ACQ_HEADER_BYTES, "acquisition header")
             traj_n, data_n = acquisition_sizes(ismrmrd.AcquisitionHeader.from_buffer(hdr))
+            self._size(traj_n + data_n, "acquisition")
             traj = self.read_exactly(traj_n, "acquisition trajectory")
             parts = [hdr, traj, self.read_exactly(data_n, "acquisition data")]
         elif mid == MessageId.IMAGE:
             hdr = self.read_exactly(IMAGE_HEADER_BYTES, "image header")
             _, _, data_n = image_layout(ismrmrd.ImageHeader.from_buffer(hdr))
             (attr_n,) = _U64.unpack(self.read_exactly(8, "image attribute length"))
-            attr = self.read_exactly(check_size(attr_n, "image attributes"), "image attributes")
-            parts = [hdr, attr, self.read_exactly(data_n, "image data")]
+            attr = self.read_exactly(self._size(attr_n, "image attributes", True),
+                                     "image attributes")
+            parts = [hdr, attr, self.read_exactly(self._size(data_n, "image data"), "image data")]
         else:  # WAVEFORM
             hdr = self.read_exactly(WAVEFORM_HEADER_BYTES, "waveform header")
-            data_n = waveform_size(ismrmrd.WaveformHeader.from_buffer(hdr))
+            data_n = self._size(waveform_size(ismrmrd.WaveformHeader.from_buffer(hdr)),
+                                "waveform data")
             parts = [hdr, self.read_exactly(data_n, "waveform data")]
         msg = decode_parts(mid, parts)
         self.messages_read += 1

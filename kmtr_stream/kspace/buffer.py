@@ -72,6 +72,10 @@ class BufferStore:
         self.open: OrderedDict[BufferKey, KSpaceBuffer] = OrderedDict()
         self.closed: set[BufferKey] = set()
 
+    def bytes_open(self) -> int:
+        """Bytes of k-space held by the open buffers."""
+        return sum(int(b.kspace.nbytes) for b in self.open.values())
+
     def get(self, key: BufferKey) -> KSpaceBuffer | None:
         """The open buffer of ``key``, or None."""
         return self.open.get(key)

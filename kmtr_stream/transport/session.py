@@ -42,7 +42,9 @@ import ismrmrd
 from kmtr_stream.chain.gadget import StreamHeader
 from kmtr_stream.chain.runtime import ChainRunner
 from kmtr_stream.codec.standard import MSGPACK, RESULTS_MODES, STANDARD, log_line, to_standard
-from kmtr_stream.errors import ConfigError, KmtrError, ProtocolError
+from kmtr_stream.errors import ConfigError, KmtrError, LimitError, ProtocolError
+from kmtr_stream.limits import Limits, check_header
+from kmtr_stream.logsafe import RepeatCounter, safe_text
 from kmtr_stream.messages import (
     Close,
     ConfigFile,
@@ -92,6 +94,7 @@ class StreamSession:
         background_end: end streams in a helper thread (the ZeroMQ I/O thread
             must never block); False ends them in the caller's thread.
         results: default results mode, "msgpack" or "standard" (see module doc).
+        limits: resource limits (header sizes, slice buffers, log text length).
     """
 
     def __init__(
@@ -104,10 +107,12 @@ class StreamSession:
         close_timeout_s: float = 60.0,
         background_end: bool = False,
         results: str = MSGPACK,
+        limits: Limits | None = None,
     ) -> None:
         if results not in RESULTS_MODES:
             raise ConfigError(f"results mode {results!r} is not one of {', '.join(RESULTS_MODES)}")
         self.catalog = catalog
+        self.limits = limits or Limits()
         self.connection_id = connection_id
         self._send = send
         self._on_ended = on_ended
@@ -132,6 +137,8 @@ class StreamSession:
         self.unconsumed: dict[str, int] = {}
         self._end_lock = threading.Lock()
         self._end_thread: threading.Thread | None = None
+        #: Errors after the stream began ending are logged a few times, then counted.
+        self._late_errors = RepeatCounter()
 
     # -- incoming -------------------------------------------------------
     def handle(self, msg: WireMessage) -> None:
@@ -179,6 +186,8 @@ class StreamSession:
                 f"message #{index}: CONFIG_TEXT is not accepted (chains are never loaded from "
                 f"the network); send CONFIG_FILE with one of: {', '.join(self.catalog.names())}"
             )
+        if isinstance(msg, (XmlHeader, Text, ConfigText)):
+            self._check_text_size(msg, index)
         if isinstance(msg, XmlHeader):
             if self.runner is not None:
                 raise ProtocolError(f"message #{index}: a second XML header in one stream")
@@ -186,10 +195,16 @@ class StreamSession:
                 stream = StreamHeader.parse(msg.xml)
             except ProtocolError as exc:
                 raise ProtocolError(f"message #{index}: {exc}") from exc
+            asi = getattr(stream.header, "acquisitionSystemInformation", None)
+            channels = getattr(asi, "receiverChannels", None) if asi is not None else None
+            # Before any chain (and its buffers) exists for this header.
+            check_header(self.limits, stream.geometry,
+                         int(channels) if channels is not None else None)
             self._start_runner(stream)
         elif self.runner is None:
             if isinstance(msg, Text):
-                log.info("connection %s: text before header: %s", self.connection_id, msg.text)
+                log.info("connection %s: text before header: %s", self.connection_id,
+                         safe_text(msg.text, self.limits.log_text_chars))
                 return
             raise ProtocolError(
                 f"message #{index}: {type(msg).__name__} before the ISMRMRD XML header"
@@ -202,6 +217,13 @@ class StreamSession:
             return
         assert self.runner is not None
         self.runner.submit(msg, index)
+
+    def _check_text_size(self, msg: XmlHeader | Text | ConfigText, index: int) -> None:
+        text = msg.xml if isinstance(msg, XmlHeader) else msg.text
+        # UTF-8 takes at least one byte per character: the length bounds the bytes from below.
+        if len(text) > self.limits.max_header_bytes:
+            raise LimitError("max_header_bytes", self.limits.max_header_bytes,
+                             f"message #{index}: {type(msg).__name__} of {len(text)} characters")
 
     def _admit(self, msg: WireMessage, index: int) -> bool:
         """Apply the chain's ``[chain.inputs]`` policy; True to feed ``msg`` to the chain."""
@@ -232,6 +254,7 @@ class StreamSession:
             header=stream,
             connection_id=self.connection_id,
             trace_path=trace_path_for(self._trace, self.connection_id),
+            limits=self.limits,
         )
         self._policy = message_policy(spec)
         self._acq_direct = self._policy[_ACQUISITION] == "pass"
@@ -272,7 +295,12 @@ class StreamSession:
     def fail(self, exc: KmtrError, index: int | None) -> None:
         """Report ``exc``, then end the stream gracefully (flush valid work, CLOSE)."""
         if self.state is not State.OPEN:
-            log.error("connection %s: %s (stream already ending)", self.connection_id, exc)
+            n = self._late_errors.note(type(exc).__name__)
+            if n <= self._late_errors.first:
+                log.error("connection %s: %s (stream already ending)", self.connection_id, exc)
+            elif n in (10, 100, 1000) or n % 10_000 == 0:
+                log.error("connection %s: %d errors after the stream began ending (latest: %s)",
+                          self.connection_id, n, exc)
             return
         self.report(exc, index)
         self.end()

@@ -17,7 +17,23 @@ dead TCP peers; a socket monitor reports each disconnect with the file
 descriptor that ``zmq.SRCFD`` tied to the identity; and an idle timeout
 catches a client that stays connected but stops sending mid-stream. Its chain
 is aborted with a logged error; other connections carry on.
+
+Isolation (``transport.outbox``): every connection has its own bounded
+outbox. The I/O thread sends each connection's replies until its peer's
+queue is full, then turns to the next connection, so a client that reads
+nothing never delays another. While a connection's outbox is full its input
+is held instead of fed to its chain; a connection whose outbox stays full for
+``outbox_stall_timeout_s`` is dropped with a logged reason.
+
+A routing id names a connection only while its stream lasts: after a stream
+ended, or its connection was lost, a message that starts a stream
+(CONFIG_FILE or the XML header) under the same id opens a fresh session.
+
+``drain`` (SIGTERM in ``kmtr-stream serve``) stops accepting connections,
+sends every open stream an ERROR, flushes what it received through its
+chain, returns the outputs and CLOSE, and gives up after a bounded time.
 """
+
 
 from __future__ import annotations
 
@@ -32,27 +48,43 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from kmtr_stream.codec.parts import MAX_MESSAGE_BYTES
 from kmtr_stream.codec.zmq_frames import encode_frames
 from kmtr_stream.codec.zmq_packed import decode_message, pack_frames
-from kmtr_stream.errors import KmtrError, ProtocolError, UnknownMessageError
-from kmtr_stream.messages import WireMessage
+from kmtr_stream.errors import (
+    KmtrError,
+    LimitError,
+    ProtocolError,
+    ShutdownError,
+    UnknownMessageError,
+)
+from kmtr_stream.limits import Limits, check_admission, rss_bytes
+from kmtr_stream.messages import ConfigFile, WireMessage, XmlHeader
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.fd_owners import FdOwners
+from kmtr_stream.transport.outbox import Ended, PeerOutbox
 from kmtr_stream.transport.session import State, StreamSession
 from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
 
 log = logging.getLogger("kmtr_stream.transport.zmq")
 
-_ENDED = object()  # outbox marker: a session's stream is over
-
 
 class _Packed(list[Any]):
-    """Frames of a packed message, built here to be sent: sent with copy=True."""
+    """Frames of a packed message, built here to be sent: sent with copy=True.
+
+    ``parts`` keeps the messages it packs, to requeue them when the peer is full.
+    """
+
+    parts: list[Any]
+
+
 #: Messages read per poll round before outputs and monitor events get a turn.
 _RECV_BATCH = 512
+#: Messages sent to one connection per round before the next connection gets a turn.
+_SEND_BATCH = 256
 #: Identities of vanished connections remembered, to drop their stragglers.
 _GONE_MEMORY = 4096
+#: libzmq's per-peer queue in messages, each direction (the outbox bounds bytes above it).
+HWM = 1000
 
 
 class ZmqServer:
@@ -61,7 +93,8 @@ class ZmqServer:
     Args:
         catalog: chains clients may select (CONFIG_FILE by name).
         endpoint: where to bind, e.g. ``"tcp://127.0.0.1:9000"`` (port 0: any free port).
-        idle_timeout_s: abort an open stream after this long without a message.
+        idle_timeout_s: abort an open stream after this long without a message
+            (default ``limits.idle_timeout_s``).
         heartbeat_ivl_ms: ZMTP heartbeat interval (0 disables heartbeats).
         heartbeat_timeout_ms: drop a peer that answers no heartbeat for this long.
         close_timeout_s: how long a chain's end-of-stream flush may take.
@@ -70,7 +103,11 @@ class ZmqServer:
             packed, up to this many per ZeroMQ message (1: never pack).
         pack_bytes: stop adding to a packed message once it holds this many bytes.
         max_frame_bytes: libzmq drops a connection that sends a larger frame
-            before buffering it (logged as a lost client; others carry on).
+            before buffering it (logged as a lost client; others carry on);
+            default ``limits.max_message_bytes``.
+        limits: resource limits (outbox bounds and stall timeout, connections,
+            header and buffer sizes); default ``Limits()``.
+        hwm: libzmq's per-peer queue in messages, each direction.
 
     Example::
 
@@ -87,28 +124,39 @@ class ZmqServer:
         catalog: ChainCatalog,
         endpoint: str = "tcp://127.0.0.1:9000",
         *,
-        idle_timeout_s: float = 120.0,
+        idle_timeout_s: float | None = None,
         heartbeat_ivl_ms: int = 1000,
         heartbeat_timeout_ms: int = 5000,
         close_timeout_s: float = 60.0,
         trace: str | Path | None = None,
         pack_max: int = 16,
         pack_bytes: int = 1 << 20,
-        max_frame_bytes: int = MAX_MESSAGE_BYTES,
+        max_frame_bytes: int | None = None,
+        limits: Limits | None = None,
+        hwm: int = HWM,
     ) -> None:
+        self.limits = limits or Limits()
         self.catalog = catalog
         self._bind = endpoint
-        self.idle_timeout_s = idle_timeout_s
+        self.idle_timeout_s = (
+            self.limits.idle_timeout_s if idle_timeout_s is None else idle_timeout_s
+        )
         self.heartbeat_ivl_ms = heartbeat_ivl_ms
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.close_timeout_s = close_timeout_s
         self.trace = trace
         self.pack_max = pack_max
-        self.max_frame_bytes = max_frame_bytes
+        self.max_frame_bytes = (
+            self.limits.max_message_bytes if max_frame_bytes is None else max_frame_bytes
+        )
         self.pack_bytes = pack_bytes
+        self.hwm = hwm
         self.endpoint = ""
         self.sessions: dict[bytes, StreamSession] = {}
-        self._outbox: collections.deque[tuple[bytes, Any]] = collections.deque()
+        #: Replies waiting per connection identity (``transport.outbox``).
+        self.outboxes: dict[bytes, PeerOutbox] = {}
+        #: Connections dropped because their outbox stayed full.
+        self.stalled_drops = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_pending = False
@@ -121,6 +169,10 @@ class ZmqServer:
         self._fds = FdOwners()
         self._gone: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._next_number = 0
+        self._monitor: zmq.Socket | None = None
+        self._drain = threading.Event()
+        self._drained = threading.Event()
+        self._draining = False
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -141,6 +193,27 @@ class ZmqServer:
         self._wake_r.close()
         self._wake_w.close()
 
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Stop accepting, end every open stream (ERROR, flush, CLOSE), then stop.
+
+        Args:
+            timeout_s: longest wait for the streams to end and their replies to
+                leave; default ``limits.drain_timeout_s``.
+
+        Returns:
+            True when every stream ended and every reply left in time.
+        """
+        timeout = self.limits.drain_timeout_s if timeout_s is None else timeout_s
+        self._drain.set()
+        self._wake()
+        done = self._drained.wait(timeout)
+        if not done:
+            left = sum(s.state is not State.ENDED for s in list(self.sessions.values()))
+            log.error("ZeroMQ server: drain did not finish within %g s (%d streams still "
+                      "open); stopping anyway", timeout, left)
+        self.stop()
+        return done
+
     def __enter__(self) -> ZmqServer:
         self.start()
         return self
@@ -157,15 +230,15 @@ class ZmqServer:
             except (BlockingIOError, OSError):
                 pass
 
-    def _post(self, identity: bytes, item: Any) -> None:
-        self._outbox.append((identity, item))
+    def _post(self, outbox: PeerOutbox, item: Any) -> None:
+        outbox.put(item)
         if threading.get_ident() != self._io_ident:  # the I/O thread sends it on its own
             self._wake()
 
-    def _sender(self, identity: bytes) -> Any:
+    def _sender(self, outbox: PeerOutbox) -> Any:
         def send(msg: WireMessage) -> None:
             frames = encode_frames(msg)  # encode in the producing thread, off the I/O thread
-            self._post(identity, frames)
+            self._post(outbox, frames)
 
         return send
 
@@ -179,7 +252,7 @@ class ZmqServer:
             router.linger = 0
             router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             router.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
-            router.sndhwm = router.rcvhwm = 100_000
+            router.sndhwm = router.rcvhwm = self.hwm
             if self.heartbeat_ivl_ms > 0:
                 router.setsockopt(zmq.HEARTBEAT_IVL, self.heartbeat_ivl_ms)
                 router.setsockopt(zmq.HEARTBEAT_TIMEOUT, self.heartbeat_timeout_ms)
@@ -194,6 +267,7 @@ class ZmqServer:
                 monitor.close(0)
             self._ready.set()
             return
+        self._monitor = monitor
         self._ready.set()
         try:
             self._loop(router, monitor)
@@ -202,33 +276,41 @@ class ZmqServer:
         finally:
             for identity in list(self.sessions):
                 self._forget(identity, "server stopping")
+            if self._draining:
+                router.linger = 1000  # replies handed over just now still reach their clients
             router.disable_monitor()
             monitor.close(0)
-            router.close(0)
+            router.close()
 
     def _loop(self, router: zmq.Socket, monitor: zmq.Socket) -> None:
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
         poller.register(self._wake_r.fileno(), zmq.POLLIN)
-        backlog: collections.deque[tuple[bytes, Any]] = collections.deque()
-        next_idle_check = time.monotonic() + 1.0
+        blocked = False
+        next_check = time.monotonic() + 1.0
         while not self._stop.is_set():
-            poller.poll(5 if backlog else 250)
+            poller.poll(5 if blocked else 250)
             self._wake_pending = False
             try:
                 while self._wake_r.recv(4096):
                     pass
             except (BlockingIOError, OSError):
                 pass
+            if self._drain.is_set() and not self._draining:
+                self._begin_drain(router)
             drained = self._read_router(router)
-            self._send_outbox(router, backlog)
+            blocked = self._send_outboxes(router)
+            self._feed_held()
             if drained:
                 self._read_monitor(monitor)
             now = time.monotonic()
-            if now >= next_idle_check:
+            if now >= next_check:
                 self._check_idle(now)
-                next_idle_check = now + 1.0
+                self._check_stalled(now)
+                next_check = now + min(1.0, self.limits.outbox_stall_timeout_s / 4)
+            if self._draining and not self._drained.is_set() and self._drain_done():
+                self._drained.set()
 
     def _read_router(self, router: zmq.Socket) -> bool:
         """Handle about _RECV_BATCH messages (packed ones count each inner message).
@@ -246,15 +328,24 @@ class ZmqServer:
 
     def _on_message(self, frames: list[zmq.Frame]) -> int:
         """Handle one ZeroMQ message; returns how many MRD messages it carried."""
-        ident_frame = frames[0]
-        identity = ident_frame.bytes
-        if identity in self._gone:
-            return 1
-        session = self.sessions.get(identity)
-        if session is None:
-            session = self._open(identity, ident_frame)
-        self._seen[identity] = time.monotonic()
+        identity = frames[0].bytes
+        outbox = self.outboxes.get(identity)
+        if outbox is not None and (outbox.full or outbox.held):
+            return self._hold(identity, outbox, frames)
+        return self._handle(identity, frames)
+
+    def _handle(self, identity: bytes, frames: list[Any]) -> int:
         messages, fault = decode_message(frames[1:])
+        session = self.sessions.get(identity)
+        if session is None or (session.state is State.ENDED and _starts_stream(messages)):
+            if identity in self._gone:
+                if not _starts_stream(messages):
+                    return max(1, len(messages))  # a straggler of a lost connection
+                del self._gone[identity]
+            if session is not None:
+                self._forget(identity, None)
+            session = self._open(identity, frames[0])
+        self._seen[identity] = time.monotonic()
         for msg in messages:
             if isinstance(msg, ProtocolError):
                 # An unknown id in a sound frame is safe to skip on ZeroMQ: nothing is misread.
@@ -267,29 +358,75 @@ class ZmqServer:
             self._forget(identity, None)
         return max(1, len(messages))
 
-    def _open(self, identity: bytes, ident_frame: zmq.Frame) -> StreamSession:
+    def _hold(self, identity: bytes, outbox: PeerOutbox, frames: list[zmq.Frame]) -> int:
+        """Keep a message of a connection whose outbox is full; drop it past the budget."""
+        outbox.held.append(frames)
+        outbox.held_bytes += sum(len(f) for f in frames)
+        lim = self.limits
+        if outbox.held_bytes > lim.outbox_bytes or len(outbox.held) > lim.outbox_messages:
+            self._drop_stalled(identity, (
+                f"input held while its outbox is full exceeds outbox_bytes={lim.outbox_bytes} "
+                f"or outbox_messages={lim.outbox_messages} ({outbox.held_bytes} bytes, "
+                f"{len(outbox.held)} messages)"
+            ))
+        return 1
+
+    def _feed_held(self) -> None:
+        """Feed held input of connections whose outbox has drained, in arrival order."""
+        for identity, outbox in list(self.outboxes.items()):
+            budget = _RECV_BATCH
+            while outbox.held and not outbox.full and budget > 0:
+                frames = outbox.held.popleft()
+                outbox.held_bytes -= sum(len(f) for f in frames)
+                budget -= self._handle(identity, frames)
+
+    def _open(self, identity: bytes, ident_frame: Any) -> StreamSession:
+        if self._monitor is not None:
+            # A previous connection under this id may have left just now: see its
+            # DISCONNECTED event first, so that it cannot cut off this new stream.
+            self._read_monitor(self._monitor)
         self._next_number += 1
         cid = f"zmq-{self._next_number}-{identity.hex()}"
+        outbox = self.outboxes.get(identity)
+        if outbox is None or outbox.closed:
+            outbox = self.outboxes[identity] = PeerOutbox(
+                self.limits.outbox_bytes, self.limits.outbox_messages
+            )
+        refusal = self._admission()
         session = StreamSession(
             self.catalog,
             cid,
-            send=self._sender(identity),
-            on_ended=lambda: self._post(identity, _ENDED),
+            send=self._sender(outbox),
+            on_ended=lambda: self._post(outbox, Ended(session)),
             trace=self.trace,
             close_timeout_s=self.close_timeout_s,
             background_end=True,
+            limits=self.limits,
         )
         self.sessions[identity] = session
         try:
             fd = int(ident_frame.get(zmq.SRCFD))
-        except (zmq.ZMQError, ValueError, TypeError):
+        except (zmq.ZMQError, ValueError, TypeError, AttributeError):
             fd = -1
         if fd >= 0:
             old = self._fds.opened(identity, fd)
             if old is not None:
                 self._forget(old, "connection closed (its socket was reused)")
         log.info("connection %s opened", cid)
+        if refusal is not None:
+            session.fail(refusal, None)
         return session
+
+    def _admission(self) -> KmtrError | None:
+        """Why a new stream is refused now (draining, or a server limit), or None."""
+        if self._draining:
+            return ShutdownError("server shutting down: new streams are refused")
+        open_streams = sum(1 for s in self.sessions.values() if s.state is not State.ENDED)
+        try:
+            check_admission(self.limits, open_streams, threading.active_count(), rss_bytes())
+        except LimitError as exc:
+            return exc
+        return None
 
     def _read_monitor(self, monitor: zmq.Socket) -> None:
         while True:
@@ -304,19 +441,30 @@ class ZmqServer:
                 self._forget(identity, "client disconnected")
 
     def _forget(self, identity: bytes, reason: str | None) -> None:
-        """Drop a connection; with a reason, abort its chain if the stream was not over."""
+        """Drop a connection; with a reason, abort its chain if the stream was not over.
+
+        Without a reason (the stream ended normally) its outbox stays until sent.
+        """
         session = self.sessions.pop(identity, None)
         self._seen.pop(identity, None)
-        if reason is not None:
-            self._gone[identity] = None
-            while len(self._gone) > _GONE_MEMORY:
-                self._gone.popitem(last=False)
-        if session is not None and reason is not None and session.state is not State.ENDED:
-            # runner.abort joins threads: keep that off the I/O thread.
-            threading.Thread(
-                target=session.abort, args=(reason,), name=f"abort-{session.connection_id}",
-                daemon=True,
-            ).start()
+        live = session is not None and session.state is not State.ENDED
+        if reason is None:
+            return
+        outbox = self.outboxes.pop(identity, None)
+        if outbox is not None:
+            outbox.close()
+        if session is None or not live:
+            return
+        # Messages of the lost stream may still be queued: drop them, but let a new
+        # stream under this id in (``_handle``).
+        self._gone[identity] = None
+        while len(self._gone) > _GONE_MEMORY:
+            self._gone.popitem(last=False)
+        # runner.abort joins threads: keep that off the I/O thread.
+        threading.Thread(
+            target=session.abort, args=(reason,), name=f"abort-{session.connection_id}",
+            daemon=True,
+        ).start()
 
     def _check_idle(self, now: float) -> None:
         for identity, seen in list(self._seen.items()):
@@ -330,50 +478,109 @@ class ZmqServer:
                 session.report(err, None)
                 session.abort(str(err))
 
-    def _send_outbox(
-        self, router: zmq.Socket, backlog: collections.deque[tuple[bytes, Any]]
-    ) -> None:
-        outbox = self._outbox
-        while True:
-            if backlog:
-                identity, item = backlog.popleft()
-            elif outbox:
-                identity, item = outbox.popleft()
-                if self.pack_max > 1 and outbox and item is not _ENDED:
-                    item = self._gather(identity, item)
-            else:
-                return
-            if item is _ENDED:
-                session = self.sessions.get(identity)
-                if session is not None and (session.client_closed or session.aborted):
+    def _check_stalled(self, now: float) -> None:
+        lim = self.limits
+        for identity, outbox in list(self.outboxes.items()):
+            if outbox.full and now - outbox.full_since > lim.outbox_stall_timeout_s:
+                self._drop_stalled(identity, (
+                    "its outbox stayed full for more than "
+                    f"outbox_stall_timeout_s={lim.outbox_stall_timeout_s:g} s ({len(outbox)} "
+                    f"messages, {outbox.nbytes} bytes waiting; limits "
+                    f"outbox_messages={lim.outbox_messages}, outbox_bytes={lim.outbox_bytes}): "
+                    "the client does not read its results"
+                ))
+
+    def _drop_stalled(self, identity: bytes, why: str) -> None:
+        session = self.sessions.get(identity)
+        cid = session.connection_id if session is not None else identity.hex()
+        log.error("connection %s dropped: %s", cid, why)
+        self.stalled_drops += 1
+        self._forget(identity, f"connection dropped: {why}")
+
+    def _send_outboxes(self, router: zmq.Socket) -> bool:
+        """Send what every connection has waiting, each until its peer is full.
+
+        Returns True when some connection still has replies its peer cannot take yet.
+        """
+        blocked = False
+        for identity, outbox in list(self.outboxes.items()):
+            if outbox.items:
+                blocked |= self._send_one(router, identity, outbox)
+            elif identity not in self.sessions and not outbox.held:
+                del self.outboxes[identity]  # stream over and everything sent
+        return blocked
+
+    def _send_one(self, router: zmq.Socket, identity: bytes, outbox: PeerOutbox) -> bool:
+        """Send up to _SEND_BATCH replies of one connection; True if its peer is full."""
+        for _ in range(_SEND_BATCH):
+            if not outbox.items:
+                return False
+            item = outbox.pop()
+            if type(item) is Ended:
+                session: StreamSession = item.owner
+                if self.sessions.get(identity) is session and (
+                    session.client_closed or session.aborted
+                ):
                     self._forget(identity, None)
                 continue
-            if identity in self._gone:
-                continue
+            if self.pack_max > 1 and outbox.items:
+                item = self._gather(outbox, item)
             try:
                 send_frames(router, [identity, *item], NOBLOCK, copy=type(item) is _Packed)
             except zmq.Again:
-                # The peer's queue is full: keep the order, retry on the next round.
-                backlog.appendleft((identity, item))
-                return
+                # This peer's queue is full: keep the order, retry on a later round.
+                for inner in reversed(item.parts if type(item) is _Packed else [item]):
+                    outbox.push_back(inner)
+                return True
             except zmq.ZMQError as exc:
                 if exc.errno != zmq.EHOSTUNREACH:
                     raise
                 self._forget(identity, "client unreachable while sending results")
+                return False
+        return False
 
-    def _gather(self, identity: bytes, frames: list[Any]) -> list[Any]:
+    def _gather(self, outbox: PeerOutbox, frames: list[Any]) -> list[Any]:
         """``frames`` plus the same connection's next waiting outputs, packed into one message.
 
         Only outputs already in the outbox are taken, so packing adds no wait.
         The byte cap counts each message's last frame (its data, the bulk of it).
         """
-        outbox, group = self._outbox, [frames]
+        group = [frames]
         size, cap, most = len(frames[-1]), self.pack_bytes, self.pack_max
-        while outbox and size < cap and len(group) < most:
-            nxt_identity, nxt = outbox[0]
-            if nxt_identity != identity or nxt is _ENDED:
+        while outbox.items and size < cap and len(group) < most:
+            nxt = outbox.peek()
+            if type(nxt) is Ended:
                 break
             group.append(nxt)
             size += len(nxt[-1])
-            outbox.popleft()
-        return _Packed(pack_frames(group)) if len(group) > 1 else frames
+            outbox.pop()
+        if len(group) == 1:
+            return frames
+        packed = _Packed(pack_frames(group))
+        packed.parts = group
+        return packed
+
+    # -- drain ------------------------------------------------------------
+    def _begin_drain(self, router: zmq.Socket) -> None:
+        self._draining = True
+        try:
+            router.unbind(self.endpoint)
+        except zmq.ZMQError as exc:
+            log.warning("ZeroMQ server: cannot stop accepting on %s: %s", self.endpoint, exc)
+        open_sessions = [s for s in self.sessions.values() if s.state is State.OPEN]
+        log.info("ZeroMQ server draining: ending %d open streams", len(open_sessions))
+        for session in open_sessions:
+            session.fail(ShutdownError(
+                "server shutting down: no further messages are taken; the outputs of "
+                "everything received follow, then CLOSE"
+            ), None)
+
+    def _drain_done(self) -> bool:
+        if any(s.state is not State.ENDED for s in self.sessions.values()):
+            return False
+        return not any(o.items for o in self.outboxes.values())
+
+
+def _starts_stream(messages: list[Any]) -> bool:
+    """True when a message list opens a stream (CONFIG_FILE or the XML header first)."""
+    return bool(messages) and isinstance(messages[0], (ConfigFile, XmlHeader))
