@@ -8,7 +8,11 @@ import signal
 import threading
 from typing import Any
 
+import zmq
+
 from kmtr_stream.errors import KmtrError
+from kmtr_stream.limits import Limits
+from kmtr_stream.logsafe import SafeFormatter
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.mrd_server import MrdServer
 from kmtr_stream.transport.zmq_server import ZmqServer
@@ -31,31 +35,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and 8; a client may choose with CONFIG_FILE 'NAME?results=MODE'")
     parser.add_argument("--trace", default=None,
                         help="per-stage timing trace: FILE.jsonl becomes FILE.<connection>.jsonl")
-    parser.add_argument("--idle-timeout-s", type=float, default=120.0,
-                        help="abort a ZeroMQ stream after this long without a message")
+    parser.add_argument("--idle-timeout-s", type=float, default=Limits.idle_timeout_s,
+                        help="end a stream after this long without a message (both endpoints)")
+    parser.add_argument("--drain-timeout-s", type=float, default=Limits.drain_timeout_s,
+                        help="on SIGTERM/SIGINT: how long open streams may take to flush, "
+                             "send their outputs and CLOSE before the server exits")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a resource limit (repeatable), e.g. outbox_bytes=33554432; "
+                             "names and defaults: docs/limits.md")
     parser.add_argument("--zmq-pack", type=int, default=16,
                         help="replies already waiting for one ZeroMQ client go out packed, up "
                              "to this many per message (1: never pack)")
     parser.add_argument("--log-level", default="INFO")
 
 
+def parse_limits(items: list[str], **base: Any) -> Limits:
+    """``["NAME=VALUE", ...]`` on top of ``base`` -> Limits; KmtrError names a bad item."""
+    values: dict[str, Any] = dict(base)
+    types = {name: type(getattr(Limits, name)) for name in Limits.names()}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in types:
+            raise KmtrError(f"--limit {item!r}: expected NAME=VALUE with NAME one of "
+                            f"{', '.join(Limits.names())}")
+        try:
+            values[name] = types[name](text)
+        except ValueError:
+            raise KmtrError(f"--limit {item!r}: {text!r} is not a {types[name].__name__}") from None
+        if values[name] < 0:
+            raise KmtrError(f"--limit {item!r}: must not be negative")
+    return Limits().replace(**values)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM."""
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Serve until SIGINT/SIGTERM, then drain (bounded by ``--drain-timeout-s``)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         catalog = ChainCatalog.from_paths(args.configs)
+        limits = parse_limits(args.limit, idle_timeout_s=args.idle_timeout_s,
+                              drain_timeout_s=args.drain_timeout_s)
     except KmtrError as exc:
         log.error("%s", exc)
         return 2
     servers: list[Any] = []
     try:
         if args.zmq.lower() != "none":
-            servers.append(ZmqServer(catalog, args.zmq, idle_timeout_s=args.idle_timeout_s,
-                                     trace=args.trace, pack_max=args.zmq_pack))
+            servers.append(ZmqServer(catalog, args.zmq, trace=args.trace,
+                                     pack_max=args.zmq_pack, limits=limits))
         if args.mrd.lower() != "none":
             servers.append(MrdServer(catalog, args.mrd, trace=args.trace,
-                                     results=args.mrd_results))
+                                     results=args.mrd_results, limits=limits))
         if not servers:
             log.error("both endpoints disabled; nothing to serve")
             return 2
@@ -71,7 +103,17 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    log.info("stopping")
-    for server in servers:
-        server.stop()
+    log.info("draining (at most %g s)", limits.drain_timeout_s)
+    # Both endpoints drain at once, so the bound holds for the server as a whole.
+    drains = [threading.Thread(target=server.drain, name=f"drain-{i}")
+              for i, server in enumerate(servers)]
+    for t in drains:
+        t.start()
+    for t in drains:
+        t.join(limits.drain_timeout_s + 5.0)
+    # Terminating the context lets libzmq send what the drain handed over (bounded by linger).
+    term = threading.Thread(target=zmq.Context.instance().term, daemon=True)
+    term.start()
+    term.join(3.0)
+    log.info("stopped")
     return 0

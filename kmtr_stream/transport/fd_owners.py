@@ -31,6 +31,10 @@ class FdOwners:
         the previous owner, whose connection is certainly gone.
         """
         old = self._owner.get(fd)
+        for other, owner in list(self._owner.items()):
+            if owner == identity and other != fd:
+                # This id was handed over to a new connection: the old one's event is moot.
+                del self._owner[other]
         self._owner[fd] = identity
         if old is None or old == identity:
             return None

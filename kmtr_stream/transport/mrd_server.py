@@ -25,7 +25,8 @@ from pathlib import Path
 
 from kmtr_stream.codec.standard import RESULTS_MODES, STANDARD
 from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
-from kmtr_stream.errors import ConfigError, KmtrError, ProtocolError
+from kmtr_stream.errors import ConfigError, KmtrError, LimitError, ProtocolError, ShutdownError
+from kmtr_stream.limits import Limits, check_admission, rss_bytes
 from kmtr_stream.messages import WireMessage
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.session import State, StreamSession
@@ -61,7 +62,7 @@ class _SocketSender:
             if self.broken:
                 return
             try:
-                self._sock.sendall(data)
+                self._sock.sendall(data)  # the socket's timeout is the send timeout
             except OSError as exc:
                 self.broken = True
                 log.error("connection %s: cannot send results, client gone: %s", self._cid, exc)
@@ -77,6 +78,8 @@ class MrdServer:
         trace: ``--trace`` file stem (one file per connection) or None.
         results: default results mode, "standard" (only ids stock MRD clients
             know) or "msgpack"; a client may choose with its CONFIG_FILE.
+        limits: resource limits (idle and send timeouts, message and header
+            sizes, connections); default ``Limits()``.
 
     Example::
 
@@ -92,7 +95,9 @@ class MrdServer:
         close_timeout_s: float = 60.0,
         trace: str | Path | None = None,
         results: str = STANDARD,
+        limits: Limits | None = None,
     ) -> None:
+        self.limits = limits or Limits()
         if results not in RESULTS_MODES:
             raise ConfigError(f"results mode {results!r} is not one of {', '.join(RESULTS_MODES)}")
         self.results = results
@@ -108,6 +113,7 @@ class MrdServer:
         self._lock = threading.Lock()
         self._conns: dict[str, tuple[socket.socket, StreamSession]] = {}
         self._threads: list[threading.Thread] = []
+        self._draining = False
 
     def start(self) -> None:
         """Listen and start accepting connections."""
@@ -140,6 +146,37 @@ class MrdServer:
         if self._listener is not None:
             self._listener.close()
 
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Stop accepting; end every open stream (ERROR, flush, CLOSE); then stop.
+
+        Returns True when every connection finished within the timeout
+        (default ``limits.drain_timeout_s``).
+        """
+        timeout = self.limits.drain_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._lock:
+            self._draining = True  # a connection registering from now on is refused
+            conns = list(self._conns.values())
+        for sock, session in conns:
+            if session.state is State.OPEN:
+                session.report(ShutdownError(
+                    "server shutting down: no further messages are taken; the outputs of "
+                    "everything received follow, then CLOSE"), None)
+                try:
+                    sock.shutdown(socket.SHUT_RD)  # the reader sees end of file: flush, CLOSE
+                except OSError:
+                    pass
+        for t in list(self._threads):
+            t.join(max(0.0, deadline - time.monotonic()))
+        done = not any(t.is_alive() for t in self._threads)
+        if not done:
+            log.error("MRD/TCP server: drain did not finish within %g s; stopping anyway", timeout)
+        self.stop(timeout=1.0)
+        return done
+
     def __enter__(self) -> MrdServer:
         self.start()
         return self
@@ -159,6 +196,7 @@ class MrdServer:
                     log.exception("MRD/TCP accept failed")
                 return
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(self.limits.idle_timeout_s)
             cid = f"mrd-{next(self._numbers)}-{peer[0]}:{peer[1]}"
             t = threading.Thread(target=self._serve, args=(sock, cid), name=cid, daemon=True)
             self._threads = [x for x in self._threads if x.is_alive()]
@@ -166,16 +204,28 @@ class MrdServer:
             t.start()
 
     def _serve(self, sock: socket.socket, cid: str) -> None:
-        reader = StreamReader.from_socket(sock)
-        sender = _SocketSender(sock, cid, reader)
+        reader = StreamReader.from_socket(sock, self.limits)
+        # A second descriptor of the same connection, so sends get their own timeout.
+        out = sock.dup()
+        out.settimeout(self.limits.send_timeout_s)
+        sender = _SocketSender(out, cid, reader)
         session = StreamSession(
             self.catalog, cid, send=sender, trace=self.trace,
             close_timeout_s=self.close_timeout_s, background_end=False, results=self.results,
+            limits=self.limits,
         )
         with self._lock:
+            open_streams = len(self._conns)
             self._conns[cid] = (sock, session)
+            draining = self._draining
         log.info("connection %s opened", cid)
         try:
+            try:
+                if draining:
+                    raise ShutdownError("server shutting down: new streams are refused")
+                check_admission(self.limits, open_streams, threading.active_count(), rss_bytes())
+            except (LimitError, ShutdownError) as exc:
+                session.fail(exc, None)
             while session.state is State.OPEN:
                 try:
                     msg = reader.read_message()
@@ -184,11 +234,19 @@ class MrdServer:
                     # resynchronised, so report, flush what was valid, send CLOSE.
                     session.decode_failed(exc, skippable=False)
                     break
+                except TimeoutError:
+                    session.report(ProtocolError(
+                        f"no message for {self.limits.idle_timeout_s:g} s; stream aborted "
+                        "(idle_timeout_s)"), None)
+                    session.abort(f"idle for {self.limits.idle_timeout_s:g} s")
+                    break
                 except OSError as exc:
                     session.abort(f"connection error: {exc}")
                     break
                 if msg is None:
-                    session.abort("client disconnected before CLOSE")
+                    # End of file between messages: as documented, it ends the stream like CLOSE.
+                    log.info("connection %s: end of file without CLOSE; ending the stream", cid)
+                    session.end()
                     break
                 session.handle(msg)
         except Exception:
@@ -198,6 +256,7 @@ class MrdServer:
             with self._lock:
                 self._conns.pop(cid, None)
             _linger_close(sock)
+            out.close()
             log.info("connection %s closed", cid)
 
 

@@ -27,9 +27,11 @@ is held instead of fed to its chain; a connection whose outbox stays full for
 
 A routing id names a connection only while its stream lasts: after a stream
 ended, or its connection was lost, a message that starts a stream
-(CONFIG_FILE or the XML header) under the same id opens a fresh session.
+(CONFIG_FILE or the XML header) under the same id opens a fresh session. A
+new connection under an id that is still connected takes it over
+(``ROUTER_HANDOVER``; without it libzmq ignores the newcomer silently).
 
-``drain`` (SIGTERM in ``kmtr-stream serve``) stops accepting connections,
+``drain`` (SIGTERM in ``kmtr-stream serve``) refuses new streams (ERROR, CLOSE),
 sends every open stream an ERROR, flushes what it received through its
 chain, returns the outputs and CLOSE, and gives up after a bounded time.
 """
@@ -251,6 +253,7 @@ class ZmqServer:
         try:
             router.linger = 0
             router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnect under its fixed id gets in
             router.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
             router.sndhwm = router.rcvhwm = self.hwm
             if self.heartbeat_ivl_ms > 0:
@@ -298,7 +301,7 @@ class ZmqServer:
             except (BlockingIOError, OSError):
                 pass
             if self._drain.is_set() and not self._draining:
-                self._begin_drain(router)
+                self._begin_drain()
             drained = self._read_router(router)
             blocked = self._send_outboxes(router)
             self._feed_held()
@@ -363,11 +366,10 @@ class ZmqServer:
         outbox.held.append(frames)
         outbox.held_bytes += sum(len(f) for f in frames)
         lim = self.limits
-        if outbox.held_bytes > lim.outbox_bytes or len(outbox.held) > lim.outbox_messages:
+        if outbox.held_bytes > lim.outbox_bytes:
             self._drop_stalled(identity, (
                 f"input held while its outbox is full exceeds outbox_bytes={lim.outbox_bytes} "
-                f"or outbox_messages={lim.outbox_messages} ({outbox.held_bytes} bytes, "
-                f"{len(outbox.held)} messages)"
+                f"({outbox.held_bytes} bytes in {len(outbox.held)} messages)"
             ))
         return 1
 
@@ -561,12 +563,10 @@ class ZmqServer:
         return packed
 
     # -- drain ------------------------------------------------------------
-    def _begin_drain(self, router: zmq.Socket) -> None:
+    def _begin_drain(self) -> None:
+        # No unbind: libzmq would close the connections accepted on the endpoint with it.
+        # New streams are refused instead (``_admission``: ERROR and CLOSE).
         self._draining = True
-        try:
-            router.unbind(self.endpoint)
-        except zmq.ZMQError as exc:
-            log.warning("ZeroMQ server: cannot stop accepting on %s: %s", self.endpoint, exc)
         open_sessions = [s for s in self.sessions.values() if s.state is State.OPEN]
         log.info("ZeroMQ server draining: ending %d open streams", len(open_sessions))
         for session in open_sessions:
