@@ -127,3 +127,24 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def _malloc_trim() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand freed heap pages back to the system (glibc keeps them per thread arena otherwise).
+
+    Called when streams end, so the server's RSS returns to its baseline after clients leave.
+    """
+    if _TRIM is not None:
+        _TRIM(0)

@@ -91,6 +91,8 @@ def main() -> int:
     done.set()
     proc.terminate()
     proc.wait(30)
+    if proc.stderr is not None:
+        proc.stderr.close()
     mb = len(acqs) * 8 * 256 * 8 / (1 << 20)
     print(f"{args.clients} clients x {args.rounds} streams of {len(acqs)} readouts "
           f"({mb:.0f} MiB of samples each); one client reads nothing until the others finish")

@@ -119,7 +119,9 @@ def one_stream(seed: int, endpoint: str, args: Any, stats: Stats, fault: str | N
             break
         sock.send_multipart(encode_frames(a), copy=False)
         sent_at[i] = time.monotonic()
-        take(int(args.line_ms))
+        due = sent_at[i] + args.line_ms / 1000
+        while (left := due - time.monotonic()) > 0:  # the next line is due: read meanwhile
+            take(max(1, int(left * 1000)))
     if not vanished:
         sock.send_multipart(encode_frames(Close()))
         deadline = time.monotonic() + 30.0
@@ -194,6 +196,8 @@ def main() -> int:
     end = rss_of(proc.pid)
     proc.terminate()
     code = proc.wait(30)
+    if proc.stderr is not None:
+        proc.stderr.close()
     lat = np.array(stats.latency_ms) if stats.latency_ms else np.zeros(1)
     mib = 1 << 20
     print(f"soak: {args.paced} paced + {args.faulty} faulty scanners, {args.minutes:g} min, "

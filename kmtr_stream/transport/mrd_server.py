@@ -26,7 +26,7 @@ from pathlib import Path
 from kmtr_stream.codec.standard import RESULTS_MODES, STANDARD
 from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
 from kmtr_stream.errors import ConfigError, KmtrError, LimitError, ProtocolError, ShutdownError
-from kmtr_stream.limits import Limits, check_admission, rss_bytes
+from kmtr_stream.limits import Limits, check_admission, release_memory, rss_bytes
 from kmtr_stream.messages import WireMessage
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.session import State, StreamSession
@@ -244,6 +244,9 @@ class MrdServer:
                     session.abort(f"connection error: {exc}")
                     break
                 if msg is None:
+                    if sender.broken:  # it took no results either: gone, not finished
+                        session.abort("client disconnected before CLOSE")
+                        break
                     # End of file between messages: as documented, it ends the stream like CLOSE.
                     log.info("connection %s: end of file without CLOSE; ending the stream", cid)
                     session.end()
@@ -255,8 +258,11 @@ class MrdServer:
         finally:
             with self._lock:
                 self._conns.pop(cid, None)
+                idle = not self._conns
             _linger_close(sock)
             out.close()
+            if idle:
+                release_memory()  # every stream is over: memory back to the baseline
             log.info("connection %s closed", cid)
 
 

@@ -59,7 +59,7 @@ from kmtr_stream.errors import (
     ShutdownError,
     UnknownMessageError,
 )
-from kmtr_stream.limits import Limits, check_admission, rss_bytes
+from kmtr_stream.limits import Limits, check_admission, release_memory, rss_bytes
 from kmtr_stream.messages import ConfigFile, WireMessage, XmlHeader
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.fd_owners import FdOwners
@@ -175,6 +175,7 @@ class ZmqServer:
         self._drain = threading.Event()
         self._drained = threading.Event()
         self._draining = False
+        self._trim = False
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -311,6 +312,9 @@ class ZmqServer:
             if now >= next_check:
                 self._check_idle(now)
                 self._check_stalled(now)
+                if self._trim and not self.sessions:
+                    self._trim = False
+                    release_memory()  # every stream is over: memory back to the baseline
                 next_check = now + min(1.0, self.limits.outbox_stall_timeout_s / 4)
             if self._draining and not self._drained.is_set() and self._drain_done():
                 self._drained.set()
@@ -510,6 +514,7 @@ class ZmqServer:
                 blocked |= self._send_one(router, identity, outbox)
             elif identity not in self.sessions and not outbox.held:
                 del self.outboxes[identity]  # stream over and everything sent
+                self._trim = True
         return blocked
 
     def _send_one(self, router: zmq.Socket, identity: bytes, outbox: PeerOutbox) -> bool:

@@ -135,8 +135,11 @@ def test_client_vanishing_mid_slice_aborts_its_chain_only(
     acqs = make_acquisitions(n_slices=1)
     with mrd_client(mrd_url) as bystander:
         bystander.send(XmlHeader(XML))
-        vanishing = mrd_client(mrd_url)
-        vanishing.send_many([XmlHeader(XML), *acqs[:6]])
+        host, port = mrd_url.removeprefix("mrd://").rsplit(":", 1)
+        vanishing = socket.create_connection((host, int(port)), timeout=REPLY_TIMEOUT_S)
+        vanishing.sendall(b"".join(encode_stream(m) for m in [XmlHeader(XML), *acqs[:6]]))
+        # Vanishing, not ending: a reset (an end of file would end the stream like CLOSE).
+        vanishing.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         vanishing.close()
         assert wait_for(lambda: "client lost mid-stream" in caplog.text)
         assert wait_for(lambda: "chain 'passthrough' aborted" in caplog.text)
