@@ -64,10 +64,15 @@ class KmtrInferenceGadget(Gadget):
         except KmtrError as exc:
             raise GadgetError(self.id, None, f"slice {msg.slice} phase {msg.phase}: {exc}") from exc
         timings = {"network": net_ms, "gadget": (time.perf_counter_ns() - t0) / 1e6}
+        yield from self.outputs(msg, labels, latent, timings)
+
+    def outputs(
+        self, msg: SliceKSpace, labels: Any, latent: Any, timings: dict[str, float]
+    ) -> list[Any]:
+        """The label image and ``SliceResult`` of one analysed slice (in that order)."""
         result = slice_result(msg, labels, latent, timings)
         image = label_image(msg, labels, image_index=self.count,
                             series=int(self.params.image_series_index),
                             timings_ms=result.timings_ms, method=self.method)
         self.count += 1
-        yield image
-        yield result
+        return [image, result]

@@ -30,6 +30,7 @@ from kmtr_stream.errors import BufferEvictedError, GadgetError
 from kmtr_stream.kspace.buffer import BufferKey, BufferStore, KSpaceBuffer
 from kmtr_stream.kspace.geometry import EncodingGeometry
 from kmtr_stream.kspace.normalisation import compress_and_normalise, normalise_kspace
+from kmtr_stream.kspace.xp import get_array_module
 from kmtr_stream.kspace.triggers import (
     MODES,
     Emission,
@@ -56,6 +57,31 @@ _CALIB_FLAGS = (
     ismrmrd.ACQ_IS_PARALLEL_CALIBRATION,
     ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING,
 )
+
+
+def condition_buffer(kspace: Any, region: slice, n_virtual: int, normalise: bool) -> Any:
+    """A buffer as the training data has it: compressed to ``n_virtual`` coils, normalised.
+
+    Args:
+        kspace: ``(coils, ky, kx)`` complex64 (NumPy or CuPy); normalised in place
+            when it is not compressed.
+        region: ky range of its calibration region.
+        n_virtual: virtual coils (0: keep the coils).
+        normalise: divide by coil 0's RMS over the region.
+
+    Raises:
+        ValueError: more virtual coils than the buffer has.
+    """
+    if n_virtual > 0:
+        if n_virtual > kspace.shape[0]:
+            raise ValueError(f"virtual_coils={n_virtual} but the buffer has {kspace.shape[0]} coils")
+        out, _, scale = compress_and_normalise(kspace, n_virtual, region)
+        if not normalise:
+            out *= get_array_module(out).float32(scale)
+        return out
+    if normalise:
+        return normalise_kspace(kspace, region, out=kspace)
+    return kspace
 
 
 @register("slice_buffer")
@@ -157,18 +183,12 @@ class SliceBufferGadget(Gadget):
             kspace = buf.kspace.copy()
             mask = buf.mask.copy()
         region = calibration_region(self.policy, buf.state)
-        n_virtual = int(self.params.virtual_coils)
-        if n_virtual > 0:
-            if n_virtual > kspace.shape[0]:
-                raise GadgetError(
-                    self.id, None,
-                    f"virtual_coils={n_virtual} but the buffer has {kspace.shape[0]} coils",
-                )
-            kspace, _, scale = compress_and_normalise(kspace, n_virtual, region)
-            if not self.params.normalise:
-                kspace *= xp.float32(scale)
-        elif self.params.normalise:
-            kspace = normalise_kspace(kspace, region, out=kspace)
+        try:
+            kspace = condition_buffer(
+                kspace, region, int(self.params.virtual_coils), bool(self.params.normalise)
+            )
+        except ValueError as exc:
+            raise GadgetError(self.id, None, str(exc)) from exc
         last = False
         if em.final and not self._measurement_closed:
             all_done = not self.store.open and len(self.store.closed) >= self._expected_buffers()
@@ -190,6 +210,7 @@ class SliceBufferGadget(Gadget):
             header=self.context.header,
             t_last_line_ns=buf.t_last_line_ns,
             acquisition=geometry,
+            calibration_region=region,
         )
 
     def _evicted_report(self, buf: KSpaceBuffer) -> ErrorReport:

@@ -140,6 +140,8 @@ class SliceKSpace:
         acquisition: ``ismrmrd.AcquisitionHeader`` of the slice's k-space centre
             line (its first line until the centre arrives): the geometry and
             time stamps its images carry. None when unknown.
+        calibration_region: ky range of the buffer's calibration region (what its
+            compression and normalisation used), when the slice buffer knows it.
     """
 
     kspace: Any
@@ -156,6 +158,7 @@ class SliceKSpace:
     header: Any = None
     t_last_line_ns: int = 0
     acquisition: Any = None
+    calibration_region: slice | None = None
 
     @property
     def lines_used(self) -> int:

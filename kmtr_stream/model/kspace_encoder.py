@@ -139,6 +139,13 @@ class KSpaceFrontend(nn.Module):
         ti = ti * keep[:, :, None, None, None]
         fr = torch.einsum(eq, wr, tr) - torch.einsum(eq, wi, ti)
         fi = torch.einsum(eq, wr, ti) + torch.einsum(eq, wi, tr)
+        return self.features_from_mix(fr, fi, mask)
+
+    def features_from_mix(
+        self, fr: torch.Tensor, fi: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Non-linear end of ``aggregate``: ky-mixed ``(b, h, c, ny, nx)`` real/imag -> features."""
+        mask_f = mask.to(fr.dtype)
         mod = torch.sqrt(fr * fr + fi * fi + 1e-8)
         feat = torch.stack((fr, fi, mod), dim=3)  # (b, h, c, 3, y, x)
         b = feat.shape[0]
@@ -162,3 +169,37 @@ class KSpaceFrontend(nn.Module):
         with torch.autocast(device_type=kspace.device.type, enabled=False):
             # every ky position present: the mixing weights need no gather
             return self._aggregate(tokens.float(), None, mask)
+
+
+class KyMixAccumulator:
+    """Running ky-mix of one buffer's line tokens: the linear part of ``aggregate``.
+
+    ``aggregate`` sums ``wy[:, :, ky_l] * token_l`` over the acquired lines before
+    anything non-linear happens, so the sum can grow as each line arrives and only
+    ``features_from_mix`` and the trunk are left after the last one. Coil compression
+    and intensity scaling are linear across coils and lines too: tokens of the raw
+    coils may be summed here and compressed afterwards (``compressed``).
+
+    Args:
+        frontend: the model's frontend (weights are read, never changed).
+        n_coils: coils of the tokens that will be added.
+    """
+
+    def __init__(self, frontend: KSpaceFrontend, n_coils: int) -> None:
+        w = frontend.wy.detach().float()
+        self.wy = torch.complex(w[..., 0], w[..., 1])  # (h, ny, n_ky)
+        h, ny, _ = self.wy.shape
+        self.sum = torch.zeros(
+            h, n_coils, ny, frontend.cfg.nx, dtype=torch.complex64, device=w.device
+        )
+
+    def add(self, token: torch.Tensor, ky: int, sign: float = 1.0) -> None:
+        """Fold one ``(transforms, coils, 2, nx)`` token at model line ``ky`` into the sum."""
+        t = torch.complex(token[..., 0, :], token[..., 1, :])  # (h, c, nx)
+        w = self.wy[:, :, ky]  # (h, ny)
+        self.sum.add_(w[:, None, :, None] * t[:, :, None, :], alpha=sign)
+
+    def compressed(self, matrix: torch.Tensor | None, scale: float) -> torch.Tensor:
+        """``(h, v, ny, nx)`` complex sum of the compressed coils ``matrix @ coils``, / scale."""
+        mixed = self.sum if matrix is None else torch.einsum("vc,hcyx->hvyx", matrix, self.sum)
+        return mixed / scale
