@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
@@ -31,7 +31,7 @@ class KmtrInferenceGadget(Gadget):
         model: str = param("default", doc="shipped weights name or path to a .safetensors file")
         image_series_index: int = param(1, min=0, max=65535, doc="series index of the label images")
 
-    handles = (SliceKSpace,)
+    handles: ClassVar[tuple[type, ...]] = (SliceKSpace,)
     #: model kind this gadget accepts.
     expected_kind = "kmtr"
     #: ``KMTR_Method`` of its label images.

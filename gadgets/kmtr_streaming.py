@@ -22,7 +22,7 @@ import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import ismrmrd
 import numpy as np
@@ -38,6 +38,7 @@ from kmtr_stream.kspace.buffer import BufferKey
 from kmtr_stream.kspace.triggers import MODES
 from kmtr_stream.messages import ErrorReport, SliceKSpace, XmlHeader
 from kmtr_stream.model.batching import CombiningBatcher, shared_batcher
+from kmtr_stream.model.networks import KMTRModel
 from kmtr_stream.model.streaming import (
     LinePlan,
     SliceAccumulator,
@@ -97,7 +98,7 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             doc="most slices in one forward pass (shared by every stream on the model)",
         )
 
-    handles = (ismrmrd.Acquisition, XmlHeader)
+    handles: ClassVar[tuple[type, ...]] = (ismrmrd.Acquisition, XmlHeader)
 
     def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
         super().__init__(gadget_id, params, context)
@@ -112,6 +113,8 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             model=p.model, calibration_lines=p.grid_calibration_lines,
         ), context)
         net = self.model.net
+        assert isinstance(net, KMTRModel)  # the base class checked the model's kind
+        self.net = net
         self.plan: LinePlan | None = None
         if self.grid.plan is not None:
             self.plan = line_plan(self.grid.plan.kx, self.grid.plan.ky, self.grid.plan.n_ky,
@@ -119,7 +122,7 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
         self.open: dict[BufferKey, SliceAccumulator] = {}
         self.batcher: CombiningBatcher[SliceInputs, Any] = shared_batcher(
             self.model, lambda batch: run_network(net, batch), int(p.max_batch)
-        )  # type: ignore[arg-type]
+        )
         self.streamed = 0
         self.batch_path = 0
 
@@ -152,7 +155,7 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
         ):
             acc = self.open.get(key)
             if acc is None:
-                acc = self.open[key] = SliceAccumulator(self.model.net, plan, acq.active_channels)
+                acc = self.open[key] = SliceAccumulator(self.net, plan, acq.active_channels)
             if old is not None:
                 acc.add_line(old, ky, -1.0)
             acc.add_line(acq.data, ky)

@@ -30,7 +30,6 @@ from kmtr_stream.errors import BufferEvictedError, GadgetError
 from kmtr_stream.kspace.buffer import BufferKey, BufferStore, KSpaceBuffer
 from kmtr_stream.kspace.geometry import EncodingGeometry
 from kmtr_stream.kspace.normalisation import compress_and_normalise, normalise_kspace
-from kmtr_stream.kspace.xp import get_array_module
 from kmtr_stream.kspace.triggers import (
     MODES,
     Emission,
@@ -39,6 +38,7 @@ from kmtr_stream.kspace.triggers import (
     decide,
     decide_flush,
 )
+from kmtr_stream.kspace.xp import get_array_module
 from kmtr_stream.messages import ErrorReport, SliceKSpace
 
 #: Readouts that carry no k-space lines of the image (skipped by the buffer).
@@ -74,7 +74,9 @@ def condition_buffer(kspace: Any, region: slice, n_virtual: int, normalise: bool
     """
     if n_virtual > 0:
         if n_virtual > kspace.shape[0]:
-            raise ValueError(f"virtual_coils={n_virtual} but the buffer has {kspace.shape[0]} coils")
+            raise ValueError(
+                f"virtual_coils={n_virtual} but the buffer has {kspace.shape[0]} coils"
+            )
         out, _, scale = compress_and_normalise(kspace, n_virtual, region)
         if not normalise:
             out *= get_array_module(out).float32(scale)

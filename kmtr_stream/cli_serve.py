@@ -37,10 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replies already waiting for one ZeroMQ client go out packed, up "
                              "to this many per message (1: never pack)")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads (set explicitly: see process_tuning)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM."""
+    from kmtr_stream.process_tuning import set_threads
+
+    set_threads(args.threads)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

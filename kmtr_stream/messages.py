@@ -8,6 +8,7 @@ Internal messages (``SliceKSpace``, ``SliceResult``) never leave the process.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -158,7 +159,7 @@ class SliceKSpace:
     header: Any = None
     t_last_line_ns: int = 0
     acquisition: Any = None
-    calibration_region: slice | None = None
+    calibration_region: builtins.slice | None = None
 
     @property
     def lines_used(self) -> int:
