@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kmtr_stream.cli_robustness", "pose, shifted-cohort and out-of-distribution checks"
     ),
     "gadgets": ("kmtr_stream.cli_gadgets", "list every gadget type with its parameters"),
+    "keys": ("kmtr_stream.cli_keys", "CurveZMQ keypairs for serve --curve-keys and send"),
 }
 
 
