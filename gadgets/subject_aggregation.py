@@ -189,7 +189,7 @@ class SubjectAggregationGadget(Gadget):
             self.context.logger.error("connection %s: %s: %s", self.context.connection_id,
                                       self.id, text)
             return ErrorReport(code=DataError.code, message=text, gadget=self.id,
-                               context={"refused": sorted([s, p] for s, p in self.refused)})
+                               context={"refused_pairs": sorted([s, p] for s, p in self.refused)})
         # One ED/ES choice for the segmentation's phenotypes and the network's alike.
         ed, es = subject_phases(
             self.final, self.n_slices, self.n_phases, int(self.params.ed_phase)

@@ -248,13 +248,12 @@ class ZapHandler:
 
 
 def log_handshake_failure(event: Any) -> None:
-    """Log a failed handshake the server socket's monitor reported (no ZAP request was made,
-    so libzmq names no peer address)."""
-    kinds: dict[int, str] = {
-        int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "authentication failed",
-        int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "security handshake failed (no CURVE, or "
-                                                  "the wrong server key)",
-    }
-    kind = kinds.get(int(event["event"]), "handshake failed")
-    refusal_log("unknown (handshake failed before ZAP)", "no accepted key",
-                f"{kind} (code {event['value']})")
+    """Log a failed handshake the server socket's monitor reported where no ZAP request
+    was made (the ZAP handler logs its own refusals); libzmq names no peer address here."""
+    if int(event["event"]) == int(zmq.EVENT_HANDSHAKE_FAILED_AUTH):
+        return  # refused by the ZAP handler, which logged the address and the key
+    kind = ("security handshake failed: the client does not use CURVE or has the wrong "
+            "server key" if int(event["event"]) == int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            else "handshake failed")
+    refusal_log("unknown (refused before ZAP)", "no accepted key",
+                f"{kind} (libzmq code {int(event['value']):#x})")
