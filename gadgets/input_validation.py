@@ -69,7 +69,7 @@ class InputValidationGadget(Gadget):
 
     def _check(self, acq: ismrmrd.Acquisition) -> tuple[str, str, bool] | None:
         """``(cause, detail, passes)`` of the first check ``acq`` fails, or None."""
-        head = acq.getHead()
+        head = acq  # an Acquisition reads its header fields without copying the header
         detail = header_fault(head, self.limits, self._coils_seen)
         if detail is not None:
             # A coil count that only contradicts the header still buffers (lenient).
@@ -142,4 +142,5 @@ class InputValidationGadget(Gadget):
                 self.context.connection_id, self.id,
                 ", ".join(f"{n} {c}" for c, n in sorted(repeated.items())),
             )
+        self.faults.clear()  # reported: the stream is over
         return ()
