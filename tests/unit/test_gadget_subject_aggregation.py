@@ -93,7 +93,9 @@ def test_slice_results_and_subject_when_complete() -> None:
         "final",
         "areas_mm2",
         "timings_ms",
+        "flags",
     }
+    assert b0["flags"] == []
     lv_px = int((_labels(9) == int(Label.LV_CAVITY)).sum())
     assert b0["areas_mm2"]["LV"] == pytest.approx(lv_px * 2.25)
     assert b0["timings_ms"] == {"network": 3.5}
@@ -103,7 +105,8 @@ def test_slice_results_and_subject_when_complete() -> None:
     ref = phenotypes_from_labels(vol, VOXEL, ed_phase=0, es_phase=2)
     assert body["phenotypes_from_segmentation"] == pytest.approx(ref)
     assert body["phenotype_units"]["LVEF"] == "%"
-    assert body["missing"] == []
+    assert body["missing"] == [] and body["n_missing"] == 0
+    assert (body["refused"], body["flags"], body["flagged"]) == ([], [], False)
     assert body["diagnosis"]["class"] == "DCM"
     expected_mean = np.mean([s + 10 * p for p in range(4) for s in range(2)])
     assert body["phenotypes"]["LVEDV"] == pytest.approx(expected_mean)
