@@ -31,7 +31,12 @@ from typing import Any, Protocol
 import ismrmrd
 import numpy as np
 
-from kmtr_stream.cardiac import areas_mm2, choose_ed_es, phenotypes_from_labels
+from kmtr_stream.cardiac import (
+    areas_mm2,
+    choose_ed_es,
+    phenotypes_from_labels,
+    spacing_from_offsets,
+)
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.conventions import PHENOTYPE_UNITS
@@ -82,6 +87,26 @@ def subject_phases(
     return choose_ed_es(inside, min(max(ed_phase, 0), n_phases - 1))
 
 
+def subject_voxel(
+    results: dict[tuple[int, int], SliceResult], voxel: tuple[float, float, float],
+) -> tuple[tuple[float, float, float], str]:
+    """Voxel size with dz from the slices' positions where they give it.
+
+    Returns the voxel and where dz came from: "positions" (the acquisitions'
+    slice positions), else "header" (the header's value as the slice buffer
+    resolved it: its parameter, the header's slice_spacing_mm or the slice
+    thickness).
+    """
+    offsets: dict[int, float] = {}
+    for (s, _), r in results.items():
+        if r.slice_offset_mm is not None:
+            offsets.setdefault(s, r.slice_offset_mm)
+    spacing = spacing_from_offsets(offsets)
+    if spacing is None:
+        return voxel, "header"
+    return (voxel[0], voxel[1], spacing), "positions"
+
+
 def subject_body(
     results: dict[tuple[int, int], SliceResult], n_slices: int, n_phases: int, ed_phase: int,
     es_phase: int | None = None,
@@ -97,7 +122,7 @@ def subject_body(
     for (s, p), r in results.items():
         if 0 <= s < n_slices and 0 <= p < n_phases and r.labels.shape == (ny, nx):
             labels[p, s] = r.labels
-    voxel = first.voxel_size_mm
+    voxel, spacing_source = subject_voxel(results, first.voxel_size_mm)
     if es_phase is None:
         ed, es = subject_phases(results, n_slices, n_phases, ed_phase)
     else:
@@ -111,6 +136,8 @@ def subject_body(
         "es_phase": es,
         "phenotypes_from_segmentation": {k: float(v) for k, v in phen.items()},
         "phenotype_units": dict(PHENOTYPE_UNITS),
+        "slice_spacing_mm": float(voxel[2]),
+        "slice_spacing_source": spacing_source,
         "missing": missing,
     }
 

@@ -180,6 +180,9 @@ class SliceResult:
         last_in_measurement: True for the result that closes the measurement.
         voxel_size_mm: ``(dx, dy, dz)`` in mm.
         timings_ms: named latencies in milliseconds.
+        slice_offset_mm: the slice's position along its normal (``position .
+            slice_dir`` of its acquisitions), from which the subject's slice
+            spacing is taken; None when the acquisitions do not say.
     """
 
     slice: int
@@ -194,6 +197,7 @@ class SliceResult:
     last_in_measurement: bool
     voxel_size_mm: tuple[float, float, float]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    slice_offset_mm: float | None = None
 
 
 Message = WireMessage | SliceKSpace | SliceResult
