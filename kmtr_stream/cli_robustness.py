@@ -58,11 +58,11 @@ def run(args: argparse.Namespace) -> int:
         myo_dice,
         ood_report,
         renormalise,
-        rot90_centred,
         shift_centred,
         subject_ood,
     )
     from kmtr_stream.evaluation.run import evaluation_mask, predict_cohort
+    from kmtr_stream.kspace.pose import rot90_centred
     from kmtr_stream.metrics import dice_per_class
     from kmtr_stream.model.io import read_weights
     from kmtr_stream.training.config import DataConfig

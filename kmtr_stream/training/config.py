@@ -65,6 +65,10 @@ class TrainSettings:
         mask_kinds: "equispaced" and/or "variable_density".
         orderings: acquisition orderings used for partial (prefix) masks.
         partial_prob: probability that a slice sees only a random prefix of its acquisition.
+        shift_prob: probability that a subject is moved in the field of view (all its
+            slices and phases alike) by a circular shift: a phase ramp on its k-space
+            and the same roll of its image and labels (``kspace.pose``).
+        shift_max_px: largest shift along each axis, in pixels of the grid.
         w_seg, w_phen, w_dx, w_align: loss weights (w_align: InfoNCE latent alignment;
             0 drops the image branch).
         w_dense_align: weight of the dense alignment loss (training-only 1x1 probe of
@@ -98,6 +102,8 @@ class TrainSettings:
     mask_kinds: tuple[str, ...] = ("equispaced", "variable_density")
     orderings: tuple[str, ...] = ("linear", "centre-out")
     partial_prob: float = 0.2
+    shift_prob: float = 0.0
+    shift_max_px: int = 0
     w_seg: float = 1.0
     w_phen: float = 1.0
     w_dx: float = 0.5

@@ -173,6 +173,7 @@ class Trainer:
                 "accel_min": accel,
                 "accel_max": accel,
                 "partial_prob": 0.0,
+                "shift_prob": 0.0,
                 "mask_kinds": ("equispaced",),
             }
         )
