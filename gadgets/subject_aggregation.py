@@ -49,7 +49,8 @@ class SubjectPredictor(Protocol):
     """What ``kmtr_stream.model.load_subject_predictor`` returns."""
 
     def predict(
-        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None
+        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None,
+        seg_phenotypes: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """``{"phenotypes": {...}, "diagnosis": {"class": str, "probabilities": {...}}}``.
 
@@ -193,7 +194,10 @@ class SubjectAggregationGadget(Gadget):
         body = subject_body(self.final, self.n_slices, self.n_phases, ed, es)
         if self.predictor is not None:
             ordered = [self.final[k] for k in sorted(self.final)]
-            pred = self.predictor.predict(ordered, ed_phase=ed, es_phase=es)
+            pred = self.predictor.predict(
+                ordered, ed_phase=ed, es_phase=es,
+                seg_phenotypes=body["phenotypes_from_segmentation"],
+            )
             body["phenotypes"] = {str(k): float(v) for k, v in pred["phenotypes"].items()}
             diag = pred["diagnosis"]
             body["diagnosis"] = {

@@ -15,7 +15,8 @@ from kmtr_stream.kspace.normalisation import calibration_slice
 from kmtr_stream.kspace.pose import shift_image, shift_kspace
 from kmtr_stream.metrics import binary_auc, dice_per_class
 from kmtr_stream.model.io import LoadedModel
-from kmtr_stream.model.ood import LatentStats, slice_scores
+from kmtr_stream.model.ood import LatentStats
+from kmtr_stream.training.ood_calibration import subject_ood_scores
 from kmtr_stream.training.predict import Predictions
 
 
@@ -36,12 +37,12 @@ def myo_dice(pred: Predictions, labels: np.ndarray) -> np.ndarray:
     return np.asarray(dice_per_class(pred.labels, labels, 4)[:, 1])
 
 
-def subject_ood(loaded: LoadedModel, pred: Predictions) -> np.ndarray:
-    """``(subjects,)`` out-of-distribution scores (NaN without a calibration)."""
+def subject_ood(loaded: LoadedModel, pred: Predictions, voxel_size_mm: np.ndarray) -> np.ndarray:
+    """``(subjects,)`` out-of-distribution scores as the chain's (NaN without a calibration)."""
     ood = loaded.meta.get("ood")
     if not ood or pred.latents is None:
         return np.full(len(pred.labels), np.nan)
-    return np.asarray(slice_scores(LatentStats.from_json(ood), pred.latents).mean(axis=(1, 2)))
+    return subject_ood_scores(LatentStats.from_json(ood), loaded, pred, voxel_size_mm)
 
 
 def ood_report(

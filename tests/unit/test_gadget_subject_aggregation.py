@@ -57,7 +57,8 @@ class MeanLatentPredictor:
         self.phases: list[tuple[int, int | None]] = []
 
     def predict(
-        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None
+        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None,
+        seg_phenotypes: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         self.calls.append(results)
         self.phases.append((ed_phase, es_phase))

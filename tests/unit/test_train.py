@@ -181,3 +181,27 @@ def test_time_budget_spans_resumes(tiny: TrainConfig, tmp_path: Path) -> None:
     resumed = Trainer(cfg, resume=True)
     assert resumed.elapsed() == pytest.approx(1800.0, abs=1.0)
     assert resumed._time_frac() == pytest.approx(0.5, abs=0.01)
+
+
+def test_ood_calibration_stores_both_signals(tiny: TrainConfig, tmp_path: Path) -> None:
+    from kmtr_stream.evaluation.robustness import subject_ood
+    from kmtr_stream.model.io import read_weights
+    from kmtr_stream.training.ood_calibration import calibrate_ood
+    from kmtr_stream.training.predict import predict_cohort
+
+    trainer = Trainer(_with(tiny, tmp_path, max_steps=3, head_refit_epochs=0), resume=False)
+    for _ in range(3):
+        trainer.train_step()
+    stem = trainer.export(1.0)
+    ood = calibrate_ood(read_weights(str(stem)), stem.with_suffix(".json"), n_train=8,
+                        progress=False)
+    assert len(ood["phen_scale"]) == 9 and ood["latent_ref"] > 0 and ood["agree_ref"] > 0
+    loaded = read_weights(str(stem))
+    val = trainer.val_set
+    mask = np.ones(tiny.model.n_ky, bool)
+    pred = predict_cohort(loaded, val, mask, 4, loaded.phen_mean, loaded.phen_std)
+    scores = subject_ood(loaded, pred, val.voxel_size_mm)
+    assert scores.shape == (len(val),) and np.isfinite(scores).all()
+    # a subject whose segmentation is wiped out scores higher than itself intact
+    pred.labels[:] = 0
+    assert (subject_ood(loaded, pred, val.voxel_size_mm) > scores).all()
