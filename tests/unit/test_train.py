@@ -205,3 +205,19 @@ def test_ood_calibration_stores_both_signals(tiny: TrainConfig, tmp_path: Path) 
     # a subject whose segmentation is wiped out scores higher than itself intact
     pred.labels[:] = 0
     assert (subject_ood(loaded, pred, val.voxel_size_mm) > scores).all()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("train_*.toml")), ids=str)
+def test_shipped_training_configs_load(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.train.max_steps > 0 and cfg.model.n_coils == cfg.data.n_virtual_coils
+
+
+def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch() -> None:
+    """The recon baseline trains with k-MTR's data, budget, augmentation and trunk."""
+    k = load_config(ROOT / "configs" / "train_default.toml")
+    r = load_config(ROOT / "configs" / "train_recon.toml")
+    assert k.model == r.model and k.data == r.data
+    own = {"kind", "image_input", "out_dir", "w_align", "w_dense_align", "threads"}
+    kt, rt = k.train.__dict__, r.train.__dict__
+    assert {f for f in kt if kt[f] != rt[f]} <= own
