@@ -93,8 +93,8 @@ class SliceBufferGadget(Gadget):
         )
         slice_spacing_mm: float = param(
             0.0, min=0.0, max=1000.0,
-            doc="dz of voxel_size_mm; 0 = header user parameter slice_spacing_mm, else the "
-            "slice thickness",
+            doc="dz where the slice positions cannot give it (one slice, positions not filled "
+            "in); 0 = header user parameter slice_spacing_mm, else the slice thickness",
         )
         virtual_coils: int = param(
             0, min=0, max=128,

@@ -40,7 +40,12 @@ from typing import Any, Protocol
 import ismrmrd
 import numpy as np
 
-from kmtr_stream.cardiac import areas_mm2, choose_ed_es, phenotypes_from_labels
+from kmtr_stream.cardiac import (
+    areas_mm2,
+    choose_ed_es,
+    phenotypes_from_labels,
+    spacing_from_offsets,
+)
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.conventions import PHENOTYPE_UNITS
@@ -58,7 +63,8 @@ class SubjectPredictor(Protocol):
     """What ``kmtr_stream.model.load_subject_predictor`` returns."""
 
     def predict(
-        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None
+        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None,
+        seg_phenotypes: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """``{"phenotypes": {...}, "diagnosis": {"class": str, "probabilities": {...}}}``.
 
@@ -97,6 +103,26 @@ def subject_phases(
     return choose_ed_es(inside, min(max(ed_phase, 0), n_phases - 1))
 
 
+def subject_voxel(
+    results: dict[tuple[int, int], SliceResult], voxel: tuple[float, float, float],
+) -> tuple[tuple[float, float, float], str]:
+    """Voxel size with dz from the slices' positions where they give it.
+
+    Returns the voxel and where dz came from: "positions" (the acquisitions'
+    slice positions), else "header" (the header's value as the slice buffer
+    resolved it: its parameter, the header's slice_spacing_mm or the slice
+    thickness).
+    """
+    offsets: dict[int, float] = {}
+    for (s, _), r in results.items():
+        if r.slice_offset_mm is not None:
+            offsets.setdefault(s, r.slice_offset_mm)
+    spacing = spacing_from_offsets(offsets)
+    if spacing is None:
+        return voxel, "header"
+    return (voxel[0], voxel[1], spacing), "positions"
+
+
 def subject_body(
     results: dict[tuple[int, int], SliceResult], n_slices: int, n_phases: int, ed_phase: int,
     es_phase: int | None = None, refused: frozenset[tuple[int, int]] = frozenset(),
@@ -114,7 +140,7 @@ def subject_body(
     for (s, p), r in results.items():
         if 0 <= s < n_slices and 0 <= p < n_phases and r.labels.shape == (ny, nx):
             labels[p, s] = r.labels
-    voxel = first.voxel_size_mm
+    voxel, spacing_source = subject_voxel(results, first.voxel_size_mm)
     if es_phase is None:
         ed, es = subject_phases(results, n_slices, n_phases, ed_phase)
     else:
@@ -129,6 +155,8 @@ def subject_body(
         "es_phase": es,
         "phenotypes_from_segmentation": {k: float(v) for k, v in phen.items()},
         "phenotype_units": dict(PHENOTYPE_UNITS),
+        "slice_spacing_mm": float(voxel[2]),
+        "slice_spacing_source": spacing_source,
         "missing": missing[:MAX_LISTED_PAIRS],
         "n_missing": len(missing),
     }
@@ -199,7 +227,10 @@ class SubjectAggregationGadget(Gadget):
         self._validation_fields(body)
         if self.predictor is not None:
             ordered = [self.final[k] for k in sorted(self.final)]
-            pred = self.predictor.predict(ordered, ed_phase=ed, es_phase=es)
+            pred = self.predictor.predict(
+                ordered, ed_phase=ed, es_phase=es,
+                seg_phenotypes=body["phenotypes_from_segmentation"],
+            )
             body["phenotypes"] = {str(k): float(v) for k, v in pred["phenotypes"].items()}
             diag = pred["diagnosis"]
             body["diagnosis"] = {

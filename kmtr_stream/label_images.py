@@ -21,6 +21,7 @@ from typing import Any
 import ismrmrd
 import numpy as np
 
+from kmtr_stream.cardiac import slice_offset_mm
 from kmtr_stream.conventions import PHENOTYPE_UNITS
 from kmtr_stream.messages import SliceKSpace, SliceResult
 
@@ -205,4 +206,5 @@ def slice_result(
                        float(msg.voxel_size_mm[2])),
         timings_ms=timings,
         flags=tuple(msg.flags),
+        slice_offset_mm=slice_offset_mm(msg.acquisition),
     )

@@ -239,6 +239,9 @@ class SliceResult:
         voxel_size_mm: ``(dx, dy, dz)`` in mm.
         timings_ms: named latencies in milliseconds.
         flags: validation causes that affect this result (``SliceKSpace.flags``).
+        slice_offset_mm: the slice's position along its normal (``position .
+            slice_dir`` of its acquisitions), from which the subject's slice
+            spacing is taken; None when the acquisitions do not say.
     """
 
     slice: int
@@ -254,6 +257,7 @@ class SliceResult:
     voxel_size_mm: tuple[float, float, float]
     timings_ms: dict[str, float] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
+    slice_offset_mm: float | None = None
 
 
 Message = WireMessage | SliceKSpace | SliceResult | DataFault | SliceRefused
