@@ -29,12 +29,12 @@ import numpy as np
 
 from gadgets.kmtr_inference import KmtrInferenceGadget
 from gadgets.model_grid import ModelGridGadget
-from gadgets.slice_buffer import _NON_IMAGING_FLAGS, SliceBufferGadget, condition_buffer
+from gadgets.slice_buffer import SliceBufferGadget, condition_buffer
 from kmtr_stream.backend import to_numpy
 from kmtr_stream.chain.gadget import ChainContext, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import BufferEvictedError, GadgetError, KmtrError
-from kmtr_stream.kspace.buffer import BufferKey
+from kmtr_stream.kspace.buffer import NON_IMAGING_FLAGS, BufferKey
 from kmtr_stream.kspace.triggers import MODES
 from kmtr_stream.messages import ErrorReport, SliceKSpace, XmlHeader
 from kmtr_stream.model.batching import CombiningBatcher, shared_batcher
@@ -138,7 +138,7 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             return
         acq: ismrmrd.Acquisition = message
         plan = self.plan
-        if plan is None or any(acq.is_flag_set(f) for f in _NON_IMAGING_FLAGS):
+        if plan is None or any(acq.is_flag_set(f) for f in NON_IMAGING_FLAGS):
             yield from self._handle(self.buffer.process(acq))
             return
         idx = acq.idx

@@ -10,6 +10,7 @@ from typing import Any
 
 from kmtr_stream.errors import KmtrError
 from kmtr_stream.transport.catalog import ChainCatalog
+from kmtr_stream.transport.curve_auth import ServerCurve
 from kmtr_stream.transport.mrd_server import MrdServer
 from kmtr_stream.transport.zmq_server import ZmqServer
 
@@ -36,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zmq-pack", type=int, default=16,
                         help="replies already waiting for one ZeroMQ client go out packed, up "
                              "to this many per message (1: never pack)")
+    parser.add_argument("--curve-keys", default=None, metavar="DIR",
+                        help="authenticate ZeroMQ clients with CurveZMQ: DIR holds "
+                             "server.key_secret and clients/*.key, the allowed client public "
+                             "keys (kmtr-stream keys new; see the README)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="let MRD/TCP listen on a non-loopback address (it has no "
+                             "authentication; refused without this flag)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch/OpenMP threads (set explicitly: see process_tuning)")
@@ -55,12 +63,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     servers: list[Any] = []
     try:
+        curve = ServerCurve.load(args.curve_keys) if args.curve_keys else None
+        if curve is not None:
+            log.info("ZeroMQ clients authenticate with CURVE: %d allowed keys in %s/clients",
+                     len(curve.allowed), args.curve_keys)
         if args.zmq.lower() != "none":
             servers.append(ZmqServer(catalog, args.zmq, idle_timeout_s=args.idle_timeout_s,
-                                     trace=args.trace, pack_max=args.zmq_pack))
+                                     trace=args.trace, pack_max=args.zmq_pack, curve=curve))
         if args.mrd.lower() != "none":
             servers.append(MrdServer(catalog, args.mrd, trace=args.trace,
-                                     results=args.mrd_results))
+                                     results=args.mrd_results,
+                                     allow_remote=args.allow_remote))
         if not servers:
             log.error("both endpoints disabled; nothing to serve")
             return 2

@@ -45,3 +45,9 @@ class BufferEvictedError(KmtrError):
     """A slice buffer was evicted before it completed (memory cap reached)."""
 
     code = "evicted"
+
+
+class DataError(KmtrError):
+    """Incoming data failed validation (NaN/Inf, counters, duplicates, header mismatch)."""
+
+    code = "invalid_data"

@@ -21,7 +21,7 @@ from typing import Any
 from kmtr_stream.process_tuning import set_threads
 
 ROOT = Path(__file__).resolve().parents[2]
-CHAINS = {"kmtr": ROOT / "configs" / "kmtr.toml",
+CHAINS = {"kmtr": ROOT / "configs" / "kmtr_streaming.toml",
           "recon_then_analyze": ROOT / "configs" / "recon_then_analyze.toml"}
 
 
@@ -175,8 +175,8 @@ def network_alone(config: str | Path, scans: list[Any], cfg: Any) -> float:
     from kmtr_stream.model.io import load_model
 
     spec = load_chain_config(config)
-    if spec.name == "kmtr":  # the streaming chain's network is the batch chain's network
-        spec = load_chain_config(ROOT / "configs" / "kmtr_batch.toml")
+    if spec.name == "kmtr_streaming":  # the streaming chain's network is the batch chain's network
+        spec = load_chain_config(ROOT / "configs" / "kmtr.toml")
     infer = spec.gadgets[-2]
     model = load_model(infer.params.model)
     total, n = 0.0, 0

@@ -87,6 +87,8 @@ class ChainContext:
         backend: array-backend name chosen for the chain ("numpy" or "cupy").
         logger: logger to report warnings (e.g. no noise scan) through.
         extras: free slots for cross-gadget state (e.g. a loaded model).
+        validation: the chain's data-validation policy, "strict" or "lenient"
+            (``[chain.inputs] validation``, ``kmtr_stream.validation``).
     """
 
     header: Any
@@ -95,6 +97,7 @@ class ChainContext:
     backend: str = "numpy"
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kmtr_stream"))
     extras: dict[str, Any] = field(default_factory=dict)
+    validation: str = "strict"
     _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -91,6 +91,7 @@ class ChainRunner:
             backend=spec.backend,
             logger=logging.getLogger(f"kmtr_stream.chain.{spec.name}"),
             extras=dict(extras or {}),
+            validation=spec.inputs.validation,
         )
         self.workers: list[Worker] = []
         self._state = RunnerState.CREATED

@@ -184,7 +184,7 @@ def run_network(
     dev = batch[0].mixed.device
     mixed = torch.stack([b.mixed for b in batch])  # (n, h, v, y, x)
     mask = torch.as_tensor(np.stack([b.mask for b in batch]), device=dev)
-    feat = net.frontend.features_from_mix(mixed.real.contiguous(), mixed.imag.contiguous(), mask)
+    feat = net.frontend.features_from_mixed(mixed.real.contiguous(), mixed.imag.contiguous(), mask)
     seg, lat = net.trunk(feat)
     labels = seg.argmax(dim=1).to(torch.int16).cpu().numpy()
     latents = lat.float().cpu().numpy()

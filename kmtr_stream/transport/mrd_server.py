@@ -27,6 +27,7 @@ from kmtr_stream.codec.standard import RESULTS_MODES, STANDARD
 from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
 from kmtr_stream.errors import ConfigError, KmtrError, ProtocolError
 from kmtr_stream.messages import WireMessage
+from kmtr_stream.transport.bind_policy import check_mrd_bind
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.session import State, StreamSession
 
@@ -77,6 +78,8 @@ class MrdServer:
         trace: ``--trace`` file stem (one file per connection) or None.
         results: default results mode, "standard" (only ids stock MRD clients
             know) or "msgpack"; a client may choose with its CONFIG_FILE.
+        allow_remote: listen on a non-loopback address (refused otherwise: MRD/TCP
+            has no authentication); logged as a loud warning.
 
     Example::
 
@@ -92,6 +95,7 @@ class MrdServer:
         close_timeout_s: float = 60.0,
         trace: str | Path | None = None,
         results: str = STANDARD,
+        allow_remote: bool = False,
     ) -> None:
         if results not in RESULTS_MODES:
             raise ConfigError(f"results mode {results!r} is not one of {', '.join(RESULTS_MODES)}")
@@ -100,6 +104,7 @@ class MrdServer:
         self._bind = parse_host_port(address)
         self.close_timeout_s = close_timeout_s
         self.trace = trace
+        self.allow_remote = allow_remote
         self.address: tuple[str, int] = self._bind
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -110,7 +115,8 @@ class MrdServer:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Listen and start accepting connections."""
+        """Listen and start accepting connections (KmtrError: refused or cannot listen)."""
+        check_mrd_bind(self._bind[0], self.allow_remote)
         try:
             listener = socket.create_server(self._bind, reuse_port=False)
         except OSError as exc:

@@ -37,6 +37,8 @@ from kmtr_stream.codec.zmq_frames import encode_frames
 from kmtr_stream.codec.zmq_packed import decode_message, pack_frames
 from kmtr_stream.errors import KmtrError, ProtocolError, UnknownMessageError
 from kmtr_stream.messages import WireMessage
+from kmtr_stream.transport import curve_auth
+from kmtr_stream.transport.bind_policy import check_zmq_bind
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.fd_owners import FdOwners
 from kmtr_stream.transport.session import State, StreamSession
@@ -71,6 +73,8 @@ class ZmqServer:
         pack_bytes: stop adding to a packed message once it holds this many bytes.
         max_frame_bytes: libzmq drops a connection that sends a larger frame
             before buffering it (logged as a lost client; others carry on).
+        curve: CurveZMQ keys (``curve_auth.ServerCurve``): only allow-listed clients get
+            in, refusals are logged; None: no authentication (loopback is advised).
 
     Example::
 
@@ -95,6 +99,7 @@ class ZmqServer:
         pack_max: int = 16,
         pack_bytes: int = 1 << 20,
         max_frame_bytes: int = MAX_MESSAGE_BYTES,
+        curve: curve_auth.ServerCurve | None = None,
     ) -> None:
         self.catalog = catalog
         self._bind = endpoint
@@ -106,6 +111,7 @@ class ZmqServer:
         self.pack_max = pack_max
         self.max_frame_bytes = max_frame_bytes
         self.pack_bytes = pack_bytes
+        self.curve = curve
         self.endpoint = ""
         self.sessions: dict[bytes, StreamSession] = {}
         self._outbox: collections.deque[tuple[bytes, Any]] = collections.deque()
@@ -125,6 +131,7 @@ class ZmqServer:
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
         """Bind and start the I/O thread; raises KmtrError if binding fails."""
+        check_zmq_bind(self._bind, authenticated=self.curve is not None)
         self._thread = threading.Thread(target=self._main, name="zmq-server", daemon=True)
         self._thread.start()
         self._ready.wait(10.0)
@@ -172,10 +179,14 @@ class ZmqServer:
     # -- I/O thread -----------------------------------------------------------
     def _main(self) -> None:
         self._io_ident = threading.get_ident()
-        ctx: zmq.Context[Any] = zmq.Context.instance()
+        # A CURVE server has a context of its own: its ZAP handler is bound per context.
+        ctx: zmq.Context[Any] = zmq.Context() if self.curve else zmq.Context.instance()
         router = ctx.socket(zmq.ROUTER)
         monitor: zmq.Socket | None = None
+        zap: curve_auth.ZapHandler | None = None
         try:
+            if self.curve is not None:
+                zap = self.curve.secure(router, ctx)
             router.linger = 0
             router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             router.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
@@ -184,7 +195,8 @@ class ZmqServer:
                 router.setsockopt(zmq.HEARTBEAT_IVL, self.heartbeat_ivl_ms)
                 router.setsockopt(zmq.HEARTBEAT_TIMEOUT, self.heartbeat_timeout_ms)
                 router.setsockopt(zmq.HEARTBEAT_TTL, self.heartbeat_timeout_ms)
-            monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            events = zmq.EVENT_DISCONNECTED | (curve_auth.HANDSHAKE_EVENTS if zap else 0)
+            monitor = router.get_monitor_socket(events)
             router.bind(self._bind)
             self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
         except Exception as exc:
@@ -192,6 +204,7 @@ class ZmqServer:
             router.close(0)
             if monitor is not None:
                 monitor.close(0)
+            self._end_auth(zap, ctx)
             self._ready.set()
             return
         self._ready.set()
@@ -205,6 +218,12 @@ class ZmqServer:
             router.disable_monitor()
             monitor.close(0)
             router.close(0)
+            self._end_auth(zap, ctx)
+
+    def _end_auth(self, zap: curve_auth.ZapHandler | None, ctx: zmq.Context[Any]) -> None:
+        if zap is not None:
+            zap.stop()
+            ctx.term()
 
     def _loop(self, router: zmq.Socket, monitor: zmq.Socket) -> None:
         poller = zmq.Poller()
@@ -297,6 +316,8 @@ class ZmqServer:
                 event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
+            if event["event"] & curve_auth.HANDSHAKE_EVENTS:
+                curve_auth.log_handshake_failure(event)
             if event["event"] != zmq.EVENT_DISCONNECTED:
                 continue
             identity = self._fds.disconnected(int(event["value"]))
