@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
@@ -31,7 +31,7 @@ class KmtrInferenceGadget(Gadget):
         model: str = param("default", doc="shipped weights name or path to a .safetensors file")
         image_series_index: int = param(1, min=0, max=65535, doc="series index of the label images")
 
-    handles = (SliceKSpace,)
+    handles: ClassVar[tuple[type, ...]] = (SliceKSpace,)
     #: model kind this gadget accepts.
     expected_kind = "kmtr"
     #: ``KMTR_Method`` of its label images.
@@ -64,10 +64,15 @@ class KmtrInferenceGadget(Gadget):
         except KmtrError as exc:
             raise GadgetError(self.id, None, f"slice {msg.slice} phase {msg.phase}: {exc}") from exc
         timings = {"network": net_ms, "gadget": (time.perf_counter_ns() - t0) / 1e6}
+        yield from self.outputs(msg, labels, latent, timings)
+
+    def outputs(
+        self, msg: SliceKSpace, labels: Any, latent: Any, timings: dict[str, float]
+    ) -> list[Any]:
+        """The label image and ``SliceResult`` of one analysed slice (in that order)."""
         result = slice_result(msg, labels, latent, timings)
         image = label_image(msg, labels, image_index=self.count,
                             series=int(self.params.image_series_index),
                             timings_ms=result.timings_ms, method=self.method)
         self.count += 1
-        yield image
-        yield result
+        return [image, result]

@@ -6,6 +6,13 @@ receiver noise covariance. At the first imaging readout the prewhitener
 ``kmtr_stream.kspace.prewhitening``) and applied to that and every later
 readout. Without a preceding noise scan the data pass unchanged (identity)
 and a WARNING is logged once.
+
+A noise scan that gives no prewhitener (NaN or infinite samples, a covariance
+that is not positive definite, a coil count other than the imaging readouts')
+is a failed noise calibration: one ERROR (code ``invalid_data``) says so, the
+stream is analysed without prewhitening, and a ``DataFault``
+``noise_calibration_failed`` for the whole stream goes downstream first, so
+every slice result from then on carries that flag (``kmtr_stream.validation``).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import numpy as np
 from kmtr_stream.backend import array_module, to_numpy
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
-from kmtr_stream.errors import GadgetError
+from kmtr_stream.errors import DataError
 from kmtr_stream.kspace.prewhitening import (
     DEFAULT_RECEIVER_NOISE_BANDWIDTH,
     apply_prewhitening,
@@ -29,6 +36,8 @@ from kmtr_stream.kspace.prewhitening import (
     noise_covariance,
     prewhitening_matrix,
 )
+from kmtr_stream.messages import DataFault, ErrorReport
+from kmtr_stream.validation import NOISE
 
 
 @register("noise_prewhitening")
@@ -71,6 +80,9 @@ class NoisePrewhiteningGadget(Gadget):
         self.scale = 1.0
         self._fixed = False
         self._late_noise = 0
+        self._noise_error = ""
+        #: Why the noise calibration failed ("" when it did not).
+        self.calibration_error = ""
 
     @property
     def noise_covariance(self) -> Any:
@@ -86,21 +98,21 @@ class NoisePrewhiteningGadget(Gadget):
         coils = int(self.cov_sum.shape[0])
         return f"{self.n_noise_samples} noise samples of {coils} coils, prewhitener not fixed"
 
-    def _fix(self, acq: ismrmrd.Acquisition) -> None:
+    def _fix(self, acq: ismrmrd.Acquisition) -> list[Any]:
+        """Fix the prewhitener at the first imaging readout; what a failure sends first."""
         self._fixed = True
+        if self._noise_error:
+            return self._failed(self._noise_error)
         cov = self.noise_covariance
         if cov is None:
             self.context.logger.warning(
                 "%s: no noise scan before the first imaging readout; prewhitening is the identity",
                 self.id,
             )
-            return
+            return []
         if cov.shape[0] != acq.active_channels:
-            raise GadgetError(
-                self.id, None,
-                f"noise scan has {cov.shape[0]} coils but imaging readouts have "
-                f"{acq.active_channels}",
-            )
+            return self._failed(f"noise scan has {cov.shape[0]} coils but imaging readouts "
+                                f"have {acq.active_channels}")
         self.scale = bandwidth_scale(
             self.noise_dwell_us, float(acq.sample_time_us), self.receiver_noise_bandwidth,
             self.params.complex_variance,
@@ -108,11 +120,27 @@ class NoisePrewhiteningGadget(Gadget):
         try:
             self.prewhitener = prewhitening_matrix(cov, self.scale)
         except ValueError as exc:
-            raise GadgetError(self.id, None, str(exc)) from exc
+            return self._failed(str(exc))
         self.context.logger.info(
             "%s: prewhitener from %d noise samples of %d coils, bandwidth scale %.4f",
             self.id, self.n_noise_samples, cov.shape[0], self.scale,
         )
+        return []
+
+    def _failed(self, why: str) -> list[Any]:
+        """A failed noise calibration: one ERROR, and a flag on every later result."""
+        self.calibration_error = why
+        times = self.context.current_message_times()
+        index = times.message_index if times is not None else None
+        text = (f"noise calibration failed: {why}; the stream is analysed without "
+                f"prewhitening and every result is flagged {NOISE!r}")
+        self.context.logger.error("connection %s: %s: %s", self.context.connection_id,
+                                  self.id, text)
+        return [
+            ErrorReport(code=DataError.code, message=text, gadget=self.id, message_index=index,
+                        context={"cause": NOISE}),
+            DataFault(cause=NOISE, detail=why, key=None, message_index=index),
+        ]
 
     def process(self, message: Any) -> Iterable[Any]:
         acq: ismrmrd.Acquisition = message
@@ -125,16 +153,22 @@ class NoisePrewhiteningGadget(Gadget):
                     )
                 return
             data = self.xp.asarray(acq.data)
+            if self._noise_error:
+                return
+            if not bool(self.xp.isfinite(data).all()):
+                self._noise_error = "the noise scan has NaN or infinite samples"
+                return
             part = covariance_sum(data)
             if self.cov_sum is not None and self.cov_sum.shape != part.shape:
-                raise GadgetError(self.id, None, "noise readouts change their coil count")
+                self._noise_error = "noise readouts change their coil count"
+                return
             self.cov_sum = part if self.cov_sum is None else self.cov_sum + part
             self.n_noise_samples += int(acq.number_of_samples)
             if self.params.noise_dwell_time_us == 0.0:
                 self.noise_dwell_us = float(acq.sample_time_us)
             return
         if not self._fixed:
-            self._fix(acq)
+            yield from self._fix(acq)
         if self.prewhitener is not None:
             white = apply_prewhitening(self.prewhitener, self.xp.asarray(acq.data))
             # A new message, never an in-place edit: upstream taps may hold the original.

@@ -11,6 +11,17 @@ data (``simulator.kspace.virtual_coil_buffer``). At most ``max_open_buffers`` ar
 opening one more evicts the oldest and reports it (ErrorReport "evicted" plus a
 log line). Lines of a buffer that was already emitted as final or evicted are
 dropped and logged, so no buffer is ever emitted twice as final.
+
+Validation (``kmtr_stream.validation``): a ``DataFault`` from ``input_validation``
+or ``noise_prewhitening`` stays with its slice (a dropped readout still counts
+for the trigger with its flags). Under ``validation = "strict"`` a slice with a
+fault is refused when it would have been emitted as final: an ERROR (code
+``invalid_data``) naming the slice and the causes goes downstream with a
+``SliceRefused`` in place of its ``SliceKSpace``; early (non-final) emissions of
+such a slice are skipped. Under ``"lenient"``, and for causes that only flag (a
+failed noise calibration, which affects every later slice), the slice is
+emitted with the causes in ``SliceKSpace.flags``. A slice with faults and no
+line that could be used gets its ERROR at its last line or at end of stream.
 """
 
 from __future__ import annotations
@@ -26,8 +37,14 @@ import ismrmrd
 from kmtr_stream.backend import array_module
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
-from kmtr_stream.errors import BufferEvictedError, GadgetError, LimitError
-from kmtr_stream.kspace.buffer import BufferKey, BufferStore, KSpaceBuffer
+from kmtr_stream.errors import BufferEvictedError, DataError, GadgetError, LimitError
+from kmtr_stream.kspace.buffer import (
+    CALIBRATION_FLAGS,
+    NON_IMAGING_FLAGS,
+    BufferKey,
+    BufferStore,
+    KSpaceBuffer,
+)
 from kmtr_stream.kspace.geometry import EncodingGeometry
 from kmtr_stream.kspace.normalisation import compress_and_normalise, normalise_kspace
 from kmtr_stream.kspace.triggers import (
@@ -38,24 +55,36 @@ from kmtr_stream.kspace.triggers import (
     decide,
     decide_flush,
 )
-from kmtr_stream.messages import ErrorReport, SliceKSpace
+from kmtr_stream.kspace.xp import get_array_module
+from kmtr_stream.messages import DataFault, ErrorReport, SliceKSpace, SliceRefused
+from kmtr_stream.validation import FLAG_ONLY, STRICT
 
-#: Readouts that carry no k-space lines of the image (skipped by the buffer).
-_NON_IMAGING_FLAGS = (
-    ismrmrd.ACQ_IS_NOISE_MEASUREMENT,
-    ismrmrd.ACQ_IS_NAVIGATION_DATA,
-    ismrmrd.ACQ_IS_PHASECORR_DATA,
-    ismrmrd.ACQ_IS_DUMMYSCAN_DATA,
-    ismrmrd.ACQ_IS_RTFEEDBACK_DATA,
-    ismrmrd.ACQ_IS_HPFEEDBACK_DATA,
-    ismrmrd.ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA,
-    ismrmrd.ACQ_IS_PHASE_STABILIZATION,
-    ismrmrd.ACQ_IS_PHASE_STABILIZATION_REFERENCE,
-)
-_CALIB_FLAGS = (
-    ismrmrd.ACQ_IS_PARALLEL_CALIBRATION,
-    ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING,
-)
+
+def condition_buffer(kspace: Any, region: slice, n_virtual: int, normalise: bool) -> Any:
+    """A buffer as the training data has it: compressed to ``n_virtual`` coils, normalised.
+
+    Args:
+        kspace: ``(coils, ky, kx)`` complex64 (NumPy or CuPy); normalised in place
+            when it is not compressed.
+        region: ky range of its calibration region.
+        n_virtual: virtual coils (0: keep the coils).
+        normalise: divide by coil 0's RMS over the region.
+
+    Raises:
+        ValueError: more virtual coils than the buffer has.
+    """
+    if n_virtual > 0:
+        if n_virtual > kspace.shape[0]:
+            raise ValueError(
+                f"virtual_coils={n_virtual} but the buffer has {kspace.shape[0]} coils"
+            )
+        out, _, scale = compress_and_normalise(kspace, n_virtual, region)
+        if not normalise:
+            out *= get_array_module(out).float32(scale)
+        return out
+    if normalise:
+        return normalise_kspace(kspace, region, out=kspace)
+    return kspace
 
 
 @register("slice_buffer")
@@ -92,8 +121,8 @@ class SliceBufferGadget(Gadget):
         )
         slice_spacing_mm: float = param(
             0.0, min=0.0, max=1000.0,
-            doc="dz of voxel_size_mm; 0 = header user parameter slice_spacing_mm, else the "
-            "slice thickness",
+            doc="dz where the slice positions cannot give it (one slice, positions not filled "
+            "in); 0 = header user parameter slice_spacing_mm, else the slice thickness",
         )
         virtual_coils: int = param(
             0, min=0, max=128,
@@ -101,7 +130,7 @@ class SliceBufferGadget(Gadget):
             "calibration region, as the training data; 0 = keep the coils",
         )
 
-    handles = (ismrmrd.Acquisition,)
+    handles = (ismrmrd.Acquisition, DataFault)
 
     def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
         super().__init__(gadget_id, params, context)
@@ -141,6 +170,12 @@ class SliceBufferGadget(Gadget):
         self._warned_keys: set[BufferKey] = set()
         #: Per open buffer: header of its centre line (else first line), for image geometry.
         self._geometry: dict[BufferKey, ismrmrd.AcquisitionHeader] = {}
+        self.strict = context.validation == STRICT
+        #: Validation causes per slice not emitted as final yet.
+        self.faults: dict[BufferKey, set[str]] = {}
+        #: Causes that affect every slice from now on (a failed noise calibration).
+        self.stream_flags: set[str] = set()
+        self.refused = 0
 
     def _expected_buffers(self) -> int:
         return self.geo.n_slices * self.geo.n_phases * self.geo.n_repetitions
@@ -163,23 +198,13 @@ class SliceBufferGadget(Gadget):
             kspace = buf.kspace.copy()
             mask = buf.mask.copy()
         region = calibration_region(self.policy, buf.state)
-        n_virtual = int(self.params.virtual_coils)
-        if n_virtual > 0:
-            if n_virtual > kspace.shape[0]:
-                raise GadgetError(
-                    self.id, None,
-                    f"virtual_coils={n_virtual} but the buffer has {kspace.shape[0]} coils",
-                )
-            kspace, _, scale = compress_and_normalise(kspace, n_virtual, region)
-            if not self.params.normalise:
-                kspace *= xp.float32(scale)
-        elif self.params.normalise:
-            kspace = normalise_kspace(kspace, region, out=kspace)
-        last = False
-        if em.final and not self._measurement_closed:
-            all_done = not self.store.open and len(self.store.closed) >= self._expected_buffers()
-            last = buf.last_in_measurement or all_done
-            self._measurement_closed = last
+        try:
+            kspace = condition_buffer(
+                kspace, region, int(self.params.virtual_coils), bool(self.params.normalise)
+            )
+        except ValueError as exc:
+            raise GadgetError(self.id, None, str(exc)) from exc
+        last = self._closes_measurement(buf.last_in_measurement) if em.final else False
         geometry = self._geometry.pop(buf.key, None) if em.final else self._geometry.get(buf.key)
         return SliceKSpace(
             kspace=kspace,
@@ -196,7 +221,76 @@ class SliceBufferGadget(Gadget):
             header=self.context.header,
             t_last_line_ns=buf.t_last_line_ns,
             acquisition=geometry,
+            calibration_region=region,
+            flags=tuple(sorted(self.faults.get(buf.key, set()) | self.stream_flags)),
         )
+
+    def _closes_measurement(self, flagged: bool) -> bool:
+        """Whether a final emission now closes the measurement (once per stream)."""
+        if self._measurement_closed:
+            return False
+        all_done = not self.store.open and len(self.store.closed) >= self._expected_buffers()
+        self._measurement_closed = flagged or all_done
+        return self._measurement_closed
+
+    def _release(self, buf: KSpaceBuffer, em: Emission) -> Iterable[Any]:
+        """Emit ``buf`` for ``em``, or refuse it when strict validation says so."""
+        causes = self.faults.get(buf.key, set()) - FLAG_ONLY
+        if causes and self.strict:
+            if em.final:
+                self.store.close(buf.key)
+                self._geometry.pop(buf.key, None)
+                yield from self._refuse(buf.key, buf.last_in_measurement)
+            return
+        out = self._emit(buf, em)
+        if em.final:
+            self.faults.pop(buf.key, None)
+        yield out
+
+    def _refuse(self, key: BufferKey, last_flag: bool) -> Iterable[Any]:
+        """The explicit error of a slice that is not analysed, and its ``SliceRefused``."""
+        causes = tuple(sorted(self.faults.pop(key, set()) - FLAG_ONLY)) or ("no usable line",)
+        self.store.closed.add(key)
+        self.refused += 1
+        policy = self.context.validation
+        text = (f"slice {key.slice} phase {key.phase} repetition {key.repetition} refused: its "
+                f"readouts failed validation ({', '.join(causes)}; validation = {policy!r}); "
+                "no result for it")
+        self.context.logger.error("connection %s: %s: %s", self.context.connection_id,
+                                  self.id, text)
+        yield ErrorReport(
+            code=DataError.code, message=text, gadget=self.id,
+            context={"slice": key.slice, "phase": key.phase, "repetition": key.repetition,
+                     "causes": list(causes), "policy": policy, "refused": True},
+        )
+        yield SliceRefused(
+            slice=key.slice, phase=key.phase, repetition=key.repetition,
+            n_slices=self.geo.n_slices, n_phases=self.geo.n_phases, causes=causes,
+            last_in_measurement=self._closes_measurement(last_flag),
+        )
+
+    def _on_fault(self, fault: DataFault) -> Iterable[Any]:
+        """Keep ``fault`` with its slice; a dropped readout still counts for the trigger."""
+        yield fault
+        if fault.key is None:
+            self.stream_flags.add(fault.cause)
+            return
+        key = BufferKey(*fault.key)
+        if key in self.store.closed:
+            return  # its slice went out before this readout: it was analysed without it
+        self.faults.setdefault(key, set()).add(fault.cause)
+        if not fault.dropped:
+            return  # the readout itself follows
+        buf = self.store.get(key)
+        if buf is None:
+            if fault.last_in_slice:  # the slice ends without a line that could be used
+                yield from self._refuse(key, fault.last_in_measurement)
+            return
+        if fault.last_in_measurement:
+            buf.last_in_measurement = True
+        em = decide(self.policy, buf.state, fault.last_in_slice)
+        if em is not None:
+            yield from self._release(buf, em)
 
     def _evicted_report(self, buf: KSpaceBuffer) -> ErrorReport:
         self.evictions += 1
@@ -218,8 +312,11 @@ class SliceBufferGadget(Gadget):
         )
 
     def process(self, message: Any) -> Iterable[Any]:
+        if type(message) is DataFault:
+            yield from self._on_fault(message)
+            return
         acq: ismrmrd.Acquisition = message
-        if any(acq.is_flag_set(f) for f in _NON_IMAGING_FLAGS):
+        if any(acq.is_flag_set(f) for f in NON_IMAGING_FLAGS):
             self.skipped_lines += 1
             return
         idx = acq.idx
@@ -249,14 +346,14 @@ class SliceBufferGadget(Gadget):
             )
         if ky == self.policy.center_line or key not in self._geometry:
             self._geometry[key] = acq.getHead()
-        is_calib = any(acq.is_flag_set(f) for f in _CALIB_FLAGS)
+        is_calib = any(acq.is_flag_set(f) for f in CALIBRATION_FLAGS)
         buf.insert(self.policy, ky, self.xp.asarray(acq.data), is_calib)
         buf.t_last_line_ns = time.perf_counter_ns()
         if acq.is_flag_set(ismrmrd.ACQ_LAST_IN_MEASUREMENT):
             buf.last_in_measurement = True
         em = decide(self.policy, buf.state, acq.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE))
         if em is not None:
-            yield self._emit(buf, em)
+            yield from self._release(buf, em)
 
     def _check_allocation(self, key: BufferKey, coils: int, kx: int) -> None:
         """Refuse a buffer the connection's limits do not allow, before allocating it."""
@@ -287,12 +384,16 @@ class SliceBufferGadget(Gadget):
     def flush(self) -> Iterable[Any]:
         out: list[Any] = []
         pending = list(self.store.open.values())
+        lineless = [k for k in self.faults if k not in self.store.open]
         for i, buf in enumerate(pending):
             em = decide_flush(buf.state)
             if em is None:
                 continue
-            if i == len(pending) - 1:
+            if i == len(pending) - 1 and not lineless:
                 # The stream ends here, so the last buffer closes the measurement.
                 buf.last_in_measurement = True
-            out.append(self._emit(buf, em))
+            out.extend(self._release(buf, em))
+        for i, key in enumerate(lineless):  # slices whose every readout was dropped
+            if key not in self.store.closed:
+                out.extend(self._refuse(key, i == len(lineless) - 1))
         return out

@@ -13,6 +13,7 @@ lower phase).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,6 +29,39 @@ def areas_mm2(labels: np.ndarray, voxel_size_mm: tuple[float, float, float]) -> 
     """Segmented area of LV cavity, RV cavity and LV myocardium in one ``(ny, nx)`` label map."""
     pixel = float(voxel_size_mm[0]) * float(voxel_size_mm[1])
     return {name: float(np.count_nonzero(labels == int(lab))) * pixel for name, lab in STRUCTURES}
+
+
+def slice_offset_mm(acquisition: Any) -> float | None:
+    """Signed offset of a slice along its normal: ``position . slice_dir`` (mm).
+
+    ``acquisition`` is an ``ismrmrd.AcquisitionHeader`` (or None). None when the
+    header has no usable slice direction.
+    """
+    if acquisition is None:
+        return None
+    normal = np.asarray(acquisition.slice_dir, dtype=np.float64)
+    norm = float(np.linalg.norm(normal))
+    if not np.isfinite(norm) or norm < 1e-6:
+        return None
+    offset = float(np.dot(np.asarray(acquisition.position, dtype=np.float64), normal) / norm)
+    return offset if np.isfinite(offset) else None
+
+
+def spacing_from_offsets(offsets: Mapping[int, float]) -> float | None:
+    """Slice spacing (mm) from each slice counter's offset along the normal.
+
+    The median over neighbouring slice counters of ``|offset step| / counter
+    step``; None with fewer than two slices or coincident positions (a header
+    that does not fill them in).
+    """
+    keys = sorted(offsets)
+    steps = [
+        abs(offsets[b] - offsets[a]) / (b - a) for a, b in itertools.pairwise(keys)
+    ]
+    if not steps:
+        return None
+    spacing = float(np.median(steps))
+    return spacing if spacing > 1e-3 else None
 
 
 def lv_cavity_by_phase(results: Iterable[Any]) -> dict[int, int]:

@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kmtr_stream.cli_robustness", "pose, shifted-cohort and out-of-distribution checks"
     ),
     "gadgets": ("kmtr_stream.cli_gadgets", "list every gadget type with its parameters"),
+    "trace": ("kmtr_stream.cli_trace", "per-stage latency table of a serve --trace file"),
+    "bench": ("kmtr_stream.cli_bench", "k-MTR against recon-then-analyze over real sockets"),
+    "keys": ("kmtr_stream.cli_keys", "CurveZMQ keypairs for serve --curve-keys and send"),
 }
 
 

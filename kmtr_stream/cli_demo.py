@@ -34,10 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send as fast as possible instead of one readout per TR")
     parser.add_argument("--out", default="out/demo", help="where results.json goes")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads (set explicitly: see process_tuning)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve, stream, print and save; non-zero exit if any subject got no subject result."""
+    from kmtr_stream.process_tuning import set_threads
+
+    set_threads(args.threads)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = SimConfig(accel=args.accel)

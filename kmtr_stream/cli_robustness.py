@@ -58,15 +58,16 @@ def run(args: argparse.Namespace) -> int:
         myo_dice,
         ood_report,
         renormalise,
-        rot90_centred,
         shift_centred,
         subject_ood,
     )
-    from kmtr_stream.evaluation.run import evaluation_mask, predict_cohort
+    from kmtr_stream.evaluation.run import evaluation_mask
+    from kmtr_stream.kspace.pose import rot90_centred
     from kmtr_stream.metrics import dice_per_class
     from kmtr_stream.model.io import read_weights
     from kmtr_stream.training.config import DataConfig
     from kmtr_stream.training.data import build_cohort
+    from kmtr_stream.training.predict import predict_cohort
 
     torch.set_num_threads(args.threads)
     models = {"kmtr": read_weights(args.weights)}
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                 s: float(np.nanmean(d[:, i])) for i, s in enumerate(("RV", "MYO", "LV"))
             }
             if pose == "rot0":
-                in_scores = subject_ood(loaded, pred)
+                in_scores = subject_ood(loaded, pred, cohort.voxel_size_mm)
         out_scores, out_dice = [], []
         pred = predict(shifted, "shifted")
         d = dice_per_class(pred.labels, np.asarray(shifted.labels), 4)
@@ -128,13 +129,13 @@ def run(args: argparse.Namespace) -> int:
                 (pred.logits.argmax(axis=1) == np.asarray(shifted.diagnosis)).mean()
             ),
         }
-        out_scores.append(subject_ood(loaded, pred))
+        out_scores.append(subject_ood(loaded, pred, shifted.voxel_size_mm))
         out_dice.append(myo_dice(pred, np.asarray(shifted.labels)))
         res["broken"] = {}
         for what, cohort in broken.items():
             pred = predict(cohort, what)
             md = myo_dice(pred, np.asarray(cohort.labels))
-            sc = subject_ood(loaded, pred)
+            sc = subject_ood(loaded, pred, cohort.voxel_size_mm)
             res["broken"][what] = {"dice_myo": float(np.nanmean(md))}
             out_scores.append(sc)
             out_dice.append(md)

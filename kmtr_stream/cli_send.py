@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset-name", default="dataset", help="HDF5 group of the dataset")
     parser.add_argument("--timeout-s", type=float, default=120.0,
                         help="how long to wait for the server's CLOSE")
+    parser.add_argument("--server-key", default=None, metavar="FILE",
+                        help="ZeroMQ with CURVE: the server's public key file (server.key)")
+    parser.add_argument("--client-key", default=None, metavar="FILE",
+                        help="ZeroMQ with CURVE: this client's secret key file "
+                             "(NAME.key_secret from kmtr-stream keys new)")
     parser.add_argument("--pack", type=int, default=16,
                         help="messages per ZeroMQ message / socket write (1: one each)")
 
@@ -54,9 +59,16 @@ def run(args: argparse.Namespace) -> int:
     from kmtr_stream.transport.dataset_io import stream_dataset
 
     try:
+        curve = None
+        if args.server_key or args.client_key:
+            if not (args.server_key and args.client_key):
+                raise KmtrError("--server-key and --client-key go together")
+            from kmtr_stream.transport.curve_auth import ClientCurve
+
+            curve = ClientCurve.from_files(args.server_key, args.client_key)
         summary = stream_dataset(args.dataset, args.to, args.out, config=args.config,
                                  dataset_name=args.dataset_name, timeout_s=args.timeout_s,
-                                 pack=args.pack)
+                                 pack=args.pack, curve=curve)
     except KmtrError as exc:
         print(f"kmtr-stream send: {one_line(str(exc))}", file=sys.stderr)
         return 2

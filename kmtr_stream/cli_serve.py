@@ -14,6 +14,7 @@ from kmtr_stream.errors import KmtrError
 from kmtr_stream.limits import Limits
 from kmtr_stream.logsafe import SafeFormatter
 from kmtr_stream.transport.catalog import ChainCatalog
+from kmtr_stream.transport.curve_auth import ServerCurve
 from kmtr_stream.transport.mrd_server import MrdServer
 from kmtr_stream.transport.zmq_server import ZmqServer
 
@@ -46,7 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zmq-pack", type=int, default=16,
                         help="replies already waiting for one ZeroMQ client go out packed, up "
                              "to this many per message (1: never pack)")
+    parser.add_argument("--curve-keys", default=None, metavar="DIR",
+                        help="authenticate ZeroMQ clients with CurveZMQ: DIR holds "
+                             "server.key_secret and clients/*.key, the allowed client public "
+                             "keys (kmtr-stream keys new; see the README)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="let MRD/TCP listen on a non-loopback address (it has no "
+                             "authentication; refused without this flag)")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads (set explicitly: see process_tuning)")
 
 
 def parse_limits(items: list[str], **base: Any) -> Limits:
@@ -70,6 +80,9 @@ def parse_limits(items: list[str], **base: Any) -> Limits:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM, then drain (bounded by ``--drain-timeout-s``)."""
+    from kmtr_stream.process_tuning import set_threads
+
+    set_threads(args.threads)
     handler = logging.StreamHandler()
     handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
@@ -82,12 +95,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     servers: list[Any] = []
     try:
+        curve = ServerCurve.load(args.curve_keys) if args.curve_keys else None
+        if curve is not None:
+            log.info("ZeroMQ clients authenticate with CURVE: %d allowed keys in %s/clients",
+                     len(curve.allowed), args.curve_keys)
         if args.zmq.lower() != "none":
-            servers.append(ZmqServer(catalog, args.zmq, trace=args.trace,
-                                     pack_max=args.zmq_pack, limits=limits))
+            servers.append(ZmqServer(catalog, args.zmq, idle_timeout_s=args.idle_timeout_s,
+                                     trace=args.trace, pack_max=args.zmq_pack, curve=curve,
+                                     limits=limits))
         if args.mrd.lower() != "none":
             servers.append(MrdServer(catalog, args.mrd, trace=args.trace,
-                                     results=args.mrd_results, limits=limits))
+                                     results=args.mrd_results,
+                                     allow_remote=args.allow_remote, limits=limits))
         if not servers:
             log.error("both endpoints disabled; nothing to serve")
             return 2

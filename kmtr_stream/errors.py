@@ -62,3 +62,9 @@ class ShutdownError(KmtrError):
     """The server is shutting down: the stream ends early (everything received is flushed)."""
 
     code = "shutdown"
+
+
+class DataError(KmtrError):
+    """Incoming data failed validation (NaN/Inf, counters, duplicates, header mismatch)."""
+
+    code = "invalid_data"

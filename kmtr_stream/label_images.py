@@ -21,6 +21,7 @@ from typing import Any
 import ismrmrd
 import numpy as np
 
+from kmtr_stream.cardiac import slice_offset_mm
 from kmtr_stream.conventions import PHENOTYPE_UNITS
 from kmtr_stream.messages import SliceKSpace, SliceResult
 
@@ -138,6 +139,8 @@ def slice_meta(body: dict[str, Any]) -> dict[str, Any]:
     }
     if body.get("ood_score") is not None:
         out[f"{PREFIX}OODScore"] = float(body["ood_score"])
+    if body.get("flags"):
+        out[f"{PREFIX}Flags"] = [str(f) for f in body["flags"]]
     return out
 
 
@@ -150,15 +153,20 @@ def subject_meta(body: dict[str, Any]) -> dict[str, Any]:
 
     ``KMTR_Phenotype_<name>_<unit>`` (network), ``KMTR_PhenotypeSeg_<name>_<unit>``
     (from the segmentation), ``KMTR_Diagnosis``, ``KMTR_Probability_<class>``,
-    ``KMTR_EDPhase``, ``KMTR_ESPhase``, ``KMTR_MissingSlicePhases`` and, when the
-    predictor scores it, ``KMTR_OOD_<score|threshold|flagged>``.
+    ``KMTR_EDPhase``, ``KMTR_ESPhase``, ``KMTR_MissingSlicePhases``,
+    ``KMTR_RefusedSlicePhases``, ``KMTR_Flagged`` and ``KMTR_Flags`` (validation) and,
+    when the predictor scores it, ``KMTR_OOD_<score|threshold|flagged>``.
     """
     units = body.get("phenotype_units", PHENOTYPE_UNITS)
     out: dict[str, Any] = {
         f"{PREFIX}EDPhase": int(body["ed_phase"]),
         f"{PREFIX}ESPhase": int(body["es_phase"]),
-        f"{PREFIX}MissingSlicePhases": int(body.get("missing_count", len(body.get("missing", [])))),
+        f"{PREFIX}MissingSlicePhases": int(body.get("n_missing", len(body.get("missing", [])))),
+        f"{PREFIX}RefusedSlicePhases": len(body.get("refused", [])),
+        f"{PREFIX}Flagged": bool(body.get("flagged", False)),
     }
+    if body.get("flags"):
+        out[f"{PREFIX}Flags"] = [str(f) for f in body["flags"]]
     for key, source in (("Phenotype", "phenotypes"), ("PhenotypeSeg",
                                                       "phenotypes_from_segmentation")):
         for name, value in body.get(source, {}).items():
@@ -197,4 +205,6 @@ def slice_result(
         voxel_size_mm=(float(msg.voxel_size_mm[0]), float(msg.voxel_size_mm[1]),
                        float(msg.voxel_size_mm[2])),
         timings_ms=timings,
+        flags=tuple(msg.flags),
+        slice_offset_mm=slice_offset_mm(msg.acquisition),
     )

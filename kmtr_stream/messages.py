@@ -8,6 +8,7 @@ Internal messages (``SliceKSpace``, ``SliceResult``) never leave the process.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -117,6 +118,61 @@ WireMessage = (
 )
 
 
+@dataclass(frozen=True)
+class DataFault:
+    """Internal: validation found bad data in one readout, or in the whole stream.
+
+    Emitted by the gadget that found it (``input_validation``, ``noise_prewhitening``)
+    ahead of the readout, if that is passed on at all; the slice buffer keeps the cause
+    with the slice (refusing or flagging it), the subject aggregation counts it.
+
+    Attributes:
+        cause: one of ``kmtr_stream.validation.CAUSES``.
+        detail: what was wrong, for logs and errors.
+        key: ``(slice, phase, repetition)`` of the affected slice; None when every
+            slice from here on is affected (a failed noise calibration).
+        message_index: index of the offending incoming message, if known.
+        dropped: True when the readout was not passed on (it carries no data then,
+            only its trigger flags below).
+        last_in_slice: the readout was flagged ACQ_LAST_IN_SLICE.
+        last_in_measurement: the readout was flagged ACQ_LAST_IN_MEASUREMENT.
+    """
+
+    cause: str
+    detail: str
+    key: tuple[int, int, int] | None = None
+    message_index: int | None = None
+    dropped: bool = False
+    last_in_slice: bool = False
+    last_in_measurement: bool = False
+
+
+@dataclass(frozen=True)
+class SliceRefused:
+    """Internal: a slice the slice buffer refused under ``validation = "strict"``.
+
+    It takes the place of the slice's ``SliceKSpace`` (and so of its result); its
+    ERROR went to the client already.
+
+    Attributes:
+        slice: slice counter.
+        phase: cardiac phase counter.
+        repetition: repetition counter.
+        n_slices: slices in the measurement.
+        n_phases: phases in the measurement.
+        causes: the validation causes that refused it, sorted.
+        last_in_measurement: True when this slice closes the measurement.
+    """
+
+    slice: int
+    phase: int
+    repetition: int
+    n_slices: int
+    n_phases: int
+    causes: tuple[str, ...]
+    last_in_measurement: bool = False
+
+
 @dataclass
 class SliceKSpace:
     """Buffered undersampled k-space of one slice and phase, emitted by a trigger.
@@ -140,6 +196,10 @@ class SliceKSpace:
         acquisition: ``ismrmrd.AcquisitionHeader`` of the slice's k-space centre
             line (its first line until the centre arrives): the geometry and
             time stamps its images carry. None when unknown.
+        calibration_region: ky range of the buffer's calibration region (what its
+            compression and normalisation used), when the slice buffer knows it.
+        flags: validation causes that affect this slice (lenient policy, or a failed
+            noise calibration), sorted; empty when its data passed every check.
     """
 
     kspace: Any
@@ -156,6 +216,8 @@ class SliceKSpace:
     header: Any = None
     t_last_line_ns: int = 0
     acquisition: Any = None
+    calibration_region: builtins.slice | None = None
+    flags: tuple[str, ...] = ()
 
     @property
     def lines_used(self) -> int:
@@ -180,6 +242,10 @@ class SliceResult:
         last_in_measurement: True for the result that closes the measurement.
         voxel_size_mm: ``(dx, dy, dz)`` in mm.
         timings_ms: named latencies in milliseconds.
+        flags: validation causes that affect this result (``SliceKSpace.flags``).
+        slice_offset_mm: the slice's position along its normal (``position .
+            slice_dir`` of its acquisitions), from which the subject's slice
+            spacing is taken; None when the acquisitions do not say.
     """
 
     slice: int
@@ -194,6 +260,8 @@ class SliceResult:
     last_in_measurement: bool
     voxel_size_mm: tuple[float, float, float]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    slice_offset_mm: float | None = None
 
 
-Message = WireMessage | SliceKSpace | SliceResult
+Message = WireMessage | SliceKSpace | SliceResult | DataFault | SliceRefused

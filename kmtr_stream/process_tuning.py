@@ -8,6 +8,7 @@ figures are those of ``kmtr-stream serve`` and ``kmtr-stream send``.
 from __future__ import annotations
 
 import gc
+import os
 
 #: Container allocations between young-generation collections (CPython's default is 700).
 GC_GEN0_THRESHOLD = 50_000
@@ -27,3 +28,21 @@ def tune_streaming_process() -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+def set_threads(n: int) -> None:
+    """torch intra-op threads and OpenMP/BLAS threads of this process and its children.
+
+    Left alone, torch runs one intra-op thread per core against the server's I/O and
+    chain threads; on 2 cores with another job running that gave 5-30x latency
+    outliers. Serving, the demo and the bench set it explicitly (default 1).
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # already fixed by earlier parallel work in this process

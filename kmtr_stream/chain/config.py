@@ -24,6 +24,9 @@ FullQueuePolicy = Literal["block", "error"]
 FULL_QUEUE_POLICIES: tuple[str, ...] = ("block", "error")
 #: What the transport does with one kind of client message.
 INPUT_ACTIONS: tuple[str, ...] = ("pass", "warn", "error")
+#: What the analysing gadgets do with a slice whose data fail validation
+#: (``kmtr_stream.validation``): refuse it, or process it and flag its result.
+VALIDATION_POLICIES: tuple[str, ...] = ("strict", "lenient")
 
 _CHAIN_KEYS = ("name", "backend", "queue_size", "full_queue_policy", "inline", "inputs")
 
@@ -38,12 +41,18 @@ class InputPolicy:
     and the kind and ends the stream. The defaults suit a chain that analyses
     raw k-space: images are refused and waveforms reported instead of being
     echoed back as if they were output; text (log lines) goes to the chain.
+
+    ``validation`` is the data-validation policy of the gadgets that analyse
+    the data (``kmtr_stream.validation``): "strict" refuses a slice whose
+    readouts fail a check (an explicit per-slice ERROR instead of its result),
+    "lenient" processes it without the bad readouts and flags its result.
     """
 
     acquisition: str = "pass"
     image: str = "error"
     waveform: str = "warn"
     text: str = "pass"
+    validation: str = "strict"
 
 _GADGET_KEYS = ("id", "type", "params", "new_thread")
 MAX_QUEUE_SIZE = 1 << 20
@@ -150,9 +159,10 @@ def _parse_inputs(table: Any, source: str) -> InputPolicy:
         if key not in kinds:
             raise ConfigError(f"{where}: key {key!r}: unknown key (known: {', '.join(kinds)})")
         _expect(value, str, where, key)
-        if value not in INPUT_ACTIONS:
+        allowed = VALIDATION_POLICIES if key == "validation" else INPUT_ACTIONS
+        if value not in allowed:
             raise ConfigError(
-                f"{where}: key {key!r}: {value!r} is not one of {', '.join(INPUT_ACTIONS)}"
+                f"{where}: key {key!r}: {value!r} is not one of {', '.join(allowed)}"
             )
     return InputPolicy(**table)
 

@@ -89,6 +89,8 @@ class ChainContext:
         logger: logger to report warnings (e.g. no noise scan) through.
         extras: free slots for cross-gadget state (e.g. a loaded model).
         limits: the server's resource limits (gadgets that allocate check them first).
+        validation: the chain's data-validation policy, "strict" or "lenient"
+            (``[chain.inputs] validation``, ``kmtr_stream.validation``).
     """
 
     header: Any
@@ -98,6 +100,7 @@ class ChainContext:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kmtr_stream"))
     extras: dict[str, Any] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    validation: str = "strict"
     _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     def __post_init__(self) -> None:

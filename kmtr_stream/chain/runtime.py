@@ -95,6 +95,7 @@ class ChainRunner:
             logger=logging.getLogger(f"kmtr_stream.chain.{spec.name}"),
             extras=dict(extras or {}),
             limits=limits or Limits(),
+            validation=spec.inputs.validation,
         )
         self.workers: list[Worker] = []
         self._state = RunnerState.CREATED

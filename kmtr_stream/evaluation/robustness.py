@@ -1,9 +1,8 @@
 """Robustness checks: heart anywhere (rotations, shifts), broken inputs, OOD detection.
 
 Pose changes are applied to the cached test k-space exactly, as the same
-rotation or shift of the image would change it (``rot90_centred`` and
-``shift_centred`` on both the k-space and the labels), so the same subjects are
-compared in every pose.
+rotation or shift of the image would change it (``kspace.pose`` on both the
+k-space and the labels), so the same subjects are compared in every pose.
 """
 
 from __future__ import annotations
@@ -13,34 +12,17 @@ from typing import Any
 import numpy as np
 
 from kmtr_stream.kspace.normalisation import calibration_slice
+from kmtr_stream.kspace.pose import shift_image, shift_kspace
 from kmtr_stream.metrics import binary_auc, dice_per_class
 from kmtr_stream.model.io import LoadedModel
-from kmtr_stream.model.ood import LatentStats, slice_scores
+from kmtr_stream.model.ood import LatentStats
+from kmtr_stream.training.ood_calibration import subject_ood_scores
 from kmtr_stream.training.predict import Predictions
-
-
-def rot90_centred(a: np.ndarray, turns: int) -> np.ndarray:
-    """Rotate the last two axes by ``turns`` quarter turns about sample ``n // 2``.
-
-    ``out[i, j] = a[j, (n - i) % n]`` per turn: the exact rotation of a centred grid
-    (image or k-space alike, since a rotation of the image rotates its spectrum).
-    """
-    n = a.shape[-1]
-    if a.shape[-2] != n:
-        raise ValueError(f"rotation needs a square grid, got {a.shape[-2:]}")
-    flip = (n - np.arange(n)) % n
-    out = a
-    for _ in range(turns % 4):
-        out = np.swapaxes(out, -1, -2)[..., flip, :]
-    return out
 
 
 def shift_centred(kspace: np.ndarray, labels: np.ndarray, pixels: int) -> tuple[np.ndarray, ...]:
     """Circular shift of the image by ``pixels`` along x: a phase ramp on ``(..., ky, kx)``."""
-    n = kspace.shape[-1]
-    k = np.arange(n) - n // 2
-    ramp = np.exp(-2j * np.pi * k * pixels / n).astype(np.complex64)
-    return kspace * ramp, np.roll(labels, pixels, axis=-1)
+    return shift_kspace(kspace, 0, pixels), shift_image(labels, 0, pixels)
 
 
 def renormalise(kspace: np.ndarray, n_calib: int = 12) -> np.ndarray:
@@ -55,12 +37,12 @@ def myo_dice(pred: Predictions, labels: np.ndarray) -> np.ndarray:
     return np.asarray(dice_per_class(pred.labels, labels, 4)[:, 1])
 
 
-def subject_ood(loaded: LoadedModel, pred: Predictions) -> np.ndarray:
-    """``(subjects,)`` out-of-distribution scores (NaN without a calibration)."""
+def subject_ood(loaded: LoadedModel, pred: Predictions, voxel_size_mm: np.ndarray) -> np.ndarray:
+    """``(subjects,)`` out-of-distribution scores as the chain's (NaN without a calibration)."""
     ood = loaded.meta.get("ood")
     if not ood or pred.latents is None:
         return np.full(len(pred.labels), np.nan)
-    return np.asarray(slice_scores(LatentStats.from_json(ood), pred.latents).mean(axis=(1, 2)))
+    return subject_ood_scores(LatentStats.from_json(ood), loaded, pred, voxel_size_mm)
 
 
 def ood_report(

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from kmtr_stream.conventions import CLASSES, PHENOTYPES
 from kmtr_stream.metrics import (
@@ -20,9 +19,9 @@ from kmtr_stream.metrics import (
 )
 from kmtr_stream.model.calibration import softmax
 from kmtr_stream.model.io import LoadedModel
-from kmtr_stream.training.config import DataConfig, TrainSettings
-from kmtr_stream.training.data import CachedCohort, make_batch
-from kmtr_stream.training.predict import Predictions, predict_batch
+from kmtr_stream.training.config import DataConfig
+from kmtr_stream.training.data import CachedCohort
+from kmtr_stream.training.predict import Predictions, predict_cohort
 
 STRUCTURES = ("RV", "MYO", "LV")
 
@@ -35,33 +34,6 @@ def evaluation_mask(n_ky: int, accel: int, n_calib: int, kind: str, seed: int) -
     if kind == "equispaced":
         return np.asarray(sampling.equispaced_mask(n_ky, accel, n_calib, rng), dtype=bool)
     return np.asarray(sampling.variable_density_mask(n_ky, accel, n_calib, rng), dtype=bool)
-
-
-def predict_cohort(
-    loaded: LoadedModel,
-    cohort: CachedCohort,
-    mask: np.ndarray,
-    batch_size: int,
-    phen_mean: np.ndarray,
-    phen_std: np.ndarray,
-    progress: bool = False,
-    desc: str = "",
-) -> Predictions:
-    """Run ``loaded`` over every subject with the same ``mask`` on every slice."""
-    settings = TrainSettings()
-    rng = np.random.default_rng(0)
-    parts = []
-    n = len(cohort)
-    for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress):
-        idx = np.arange(start, min(start + batch_size, n))
-        batch = make_batch(cohort, idx, rng, settings, phen_mean, phen_std, fixed_mask=mask)
-        parts.append(predict_batch(loaded.net, batch, loaded.image_input, loaded.device))
-    return Predictions(
-        labels=np.concatenate([p.labels for p in parts]),
-        phenotypes_std=np.concatenate([p.phenotypes_std for p in parts]),
-        logits=np.concatenate([p.logits for p in parts]),
-        latents=np.concatenate([p.latents for p in parts if p.latents is not None]),
-    )
 
 
 def task_metrics(

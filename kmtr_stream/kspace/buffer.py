@@ -13,9 +13,28 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import ismrmrd
 import numpy as np
 
 from kmtr_stream.kspace.triggers import CoverageState, TriggerPolicy
+
+#: Readouts that carry no k-space lines of the image (skipped by the buffer).
+NON_IMAGING_FLAGS = (
+    ismrmrd.ACQ_IS_NOISE_MEASUREMENT,
+    ismrmrd.ACQ_IS_NAVIGATION_DATA,
+    ismrmrd.ACQ_IS_PHASECORR_DATA,
+    ismrmrd.ACQ_IS_DUMMYSCAN_DATA,
+    ismrmrd.ACQ_IS_RTFEEDBACK_DATA,
+    ismrmrd.ACQ_IS_HPFEEDBACK_DATA,
+    ismrmrd.ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA,
+    ismrmrd.ACQ_IS_PHASE_STABILIZATION,
+    ismrmrd.ACQ_IS_PHASE_STABILIZATION_REFERENCE,
+)
+#: Readouts of the parallel-imaging calibration region.
+CALIBRATION_FLAGS = (
+    ismrmrd.ACQ_IS_PARALLEL_CALIBRATION,
+    ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING,
+)
 
 
 class BufferKey(NamedTuple):

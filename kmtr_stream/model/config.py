@@ -55,6 +55,7 @@ class ModelConfig:
     fov_mm: float = 200.0
     activation: str = "relu"
     frontend_init: str = "random"
+    coil_magnitude: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (tuples become lists)."""

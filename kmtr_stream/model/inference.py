@@ -29,7 +29,7 @@ def _check_shape(loaded: LoadedModel, kspace: torch.Tensor) -> None:
         )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def infer_slice(loaded: LoadedModel, msg: SliceKSpace) -> tuple[np.ndarray, np.ndarray, float]:
     """Segment one buffered slice.
 

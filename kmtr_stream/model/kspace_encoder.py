@@ -66,7 +66,9 @@ class KSpaceFrontend(nn.Module):
         else:
             self.wx = nn.Parameter(_complex_init(h, cfg.nx, cfg.n_kx, fan_in=cfg.n_kx))
             self.wy = nn.Parameter(_complex_init(h, cfg.ny, cfg.n_ky, fan_in=cfg.n_ky // 4))
-        raw = h * c * 3  # real, imag and modulus per transform and coil
+        # real, imag and modulus per transform and coil (+ coil-combined magnitude)
+        self.per_transform = c * 3 + (1 if cfg.coil_magnitude else 0)
+        raw = h * self.per_transform
         self.norm = nn.GroupNorm(h, raw)
         film_out = nn.Linear(64, 2 * raw)
         # FiLM starts as the identity so early training sees the plain features.
@@ -123,7 +125,17 @@ class KSpaceFrontend(nn.Module):
     def _aggregate(
         self, tokens: torch.Tensor, ky_index: torch.Tensor | None, mask: torch.Tensor
     ) -> torch.Tensor:
-        """``ky_index`` None means token ``l`` sits at ky = l for every l (the batch path)."""
+        return self.features_from_mixed(*self.mix_lines(tokens, ky_index, mask), mask)
+
+    def mix_lines(
+        self, tokens: torch.Tensor, ky_index: torch.Tensor | None, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linear stage across ky: tokens -> mixed maps (real, imag) ``(b, h, c, ny, nx)``.
+
+        Linear in the tokens, so the maps of a slice are the sum over its lines
+        of each line's contribution (what a running accumulator can use).
+        ``ky_index`` None means token ``l`` sits at ky = l for every l (the batch path).
+        """
         mask_f = mask.to(tokens.dtype)
         tr, ti = tokens[..., 0, :], tokens[..., 1, :]  # (b, l, h, c, nx)
         if ky_index is None:
@@ -139,10 +151,28 @@ class KSpaceFrontend(nn.Module):
         ti = ti * keep[:, :, None, None, None]
         fr = torch.einsum(eq, wr, tr) - torch.einsum(eq, wi, ti)
         fi = torch.einsum(eq, wr, ti) + torch.einsum(eq, wi, tr)
-        mod = torch.sqrt(fr * fr + fi * fi + 1e-8)
-        feat = torch.stack((fr, fi, mod), dim=3)  # (b, h, c, 3, y, x)
-        b = feat.shape[0]
-        feat = self.norm(feat.reshape(b, self.out_channels, self.cfg.ny, self.cfg.nx))
+        return fr, fi
+
+    def raw_features(self, fr: torch.Tensor, fi: torch.Tensor) -> torch.Tensor:
+        """Mixed maps -> ``(b, h, per_transform, ny, nx)`` features before normalisation.
+
+        Per coil: real, imag, modulus; then (``coil_magnitude``) the coil-combined
+        magnitude, which no coil's background phase changes.
+        """
+        power = fr * fr + fi * fi
+        parts = [torch.stack((fr, fi, torch.sqrt(power + 1e-8)), dim=3).flatten(2, 3)]
+        if self.cfg.coil_magnitude:
+            parts.append(torch.sqrt(power.sum(dim=2, keepdim=True) + 1e-8))
+        return torch.cat(parts, dim=2)
+
+    def features_from_mixed(
+        self, fr: torch.Tensor, fi: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Non-linear stage: mixed maps -> normalised, mask-conditioned feature map."""
+        b = fr.shape[0]
+        feat = self.raw_features(fr, fi).reshape(b, self.out_channels, self.cfg.ny, self.cfg.nx)
+        feat = self.norm(feat)
+        mask_f = mask.to(feat.dtype)
         frac = mask_f.mean(dim=1, keepdim=True)
         gamma, beta = self.film(torch.cat((mask_f, frac), dim=1)).chunk(2, dim=1)
         return feat * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
@@ -162,3 +192,37 @@ class KSpaceFrontend(nn.Module):
         with torch.autocast(device_type=kspace.device.type, enabled=False):
             # every ky position present: the mixing weights need no gather
             return self._aggregate(tokens.float(), None, mask)
+
+
+class KyMixAccumulator:
+    """Running ky-mix of one buffer's line tokens: the linear part of ``aggregate``.
+
+    ``aggregate`` sums ``wy[:, :, ky_l] * token_l`` over the acquired lines before
+    anything non-linear happens, so the sum can grow as each line arrives and only
+    ``features_from_mixed`` and the trunk are left after the last one. Coil compression
+    and intensity scaling are linear across coils and lines too: tokens of the raw
+    coils may be summed here and compressed afterwards (``compressed``).
+
+    Args:
+        frontend: the model's frontend (weights are read, never changed).
+        n_coils: coils of the tokens that will be added.
+    """
+
+    def __init__(self, frontend: KSpaceFrontend, n_coils: int) -> None:
+        w = frontend.wy.detach().float()
+        self.wy = torch.complex(w[..., 0], w[..., 1])  # (h, ny, n_ky)
+        h, ny, _ = self.wy.shape
+        self.sum = torch.zeros(
+            h, n_coils, ny, frontend.cfg.nx, dtype=torch.complex64, device=w.device
+        )
+
+    def add(self, token: torch.Tensor, ky: int, sign: float = 1.0) -> None:
+        """Fold one ``(transforms, coils, 2, nx)`` token at model line ``ky`` into the sum."""
+        t = torch.complex(token[..., 0, :], token[..., 1, :])  # (h, c, nx)
+        w = self.wy[:, :, ky]  # (h, ny)
+        self.sum.add_(w[:, None, :, None] * t[:, :, None, :], alpha=sign)
+
+    def compressed(self, matrix: torch.Tensor | None, scale: float) -> torch.Tensor:
+        """``(h, v, ny, nx)`` complex sum of the compressed coils ``matrix @ coils``, / scale."""
+        mixed = self.sum if matrix is None else torch.einsum("vc,hcyx->hvyx", matrix, self.sum)
+        return mixed / scale

@@ -4,8 +4,14 @@ The shared latent is what every task head reads, so an input unlike the training
 data shows up there first. Each slice latent ``z`` (``(d,)``) is scored by its
 Mahalanobis distance to the latents of the training cohort, per dimension:
 ``||W (z - mean)|| / sqrt(d)`` with ``W`` the whitening of the (shrunk) training
-covariance. A subject's score is the mean over its ED and ES slices. In-distribution
-slices score about 1; the threshold shipped with the weights is fitted on held-out
+covariance. A subject's latent score is the mean over its ED and ES slices.
+
+A second, independent signal is the subject's own consistency: the phenotypes the
+network regresses and those measured on its segmentation agree on familiar input
+and part ways when the segmentation breaks (``phenotype_disagreement``: RMS of
+their difference in units of the training cohort's spread). The subject score
+is the mean of the two, each divided by its in-distribution median, so either
+one can raise it. The threshold shipped with the weights is fitted on held-out
 in-distribution subjects (``kmtr_stream.training.ood_calibration``).
 """
 
@@ -28,27 +34,43 @@ class LatentStats:
         mean: ``(d,)`` mean training latent.
         whiten: ``(d, d)`` matrix ``W`` with ``W cov W^T = I``.
         threshold: subject score above which a result is flagged out of distribution.
+        phen_scale: ``(9,)`` spread of each phenotype in the training cohort (physical
+            units); None = latent score only (calibrations without it).
+        latent_ref: in-distribution median of the latent score.
+        agree_ref: in-distribution median of the phenotype disagreement.
     """
 
     mean: np.ndarray
     whiten: np.ndarray
     threshold: float
+    phen_scale: np.ndarray | None = None
+    latent_ref: float = 1.0
+    agree_ref: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
         """JSON form stored in the weights' metadata under "ood"."""
-        return {
+        out: dict[str, Any] = {
             "mean": self.mean.tolist(),
             "whiten": self.whiten.tolist(),
             "threshold": float(self.threshold),
         }
+        if self.phen_scale is not None:
+            out["phen_scale"] = self.phen_scale.tolist()
+            out["latent_ref"] = float(self.latent_ref)
+            out["agree_ref"] = float(self.agree_ref)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LatentStats:
         """Inverse of ``to_json``."""
+        scale = data.get("phen_scale")
         return cls(
             mean=np.asarray(data["mean"], dtype=np.float64),
             whiten=np.asarray(data["whiten"], dtype=np.float64),
             threshold=float(data["threshold"]),
+            phen_scale=None if scale is None else np.asarray(scale, dtype=np.float64),
+            latent_ref=float(data.get("latent_ref", 1.0)),
+            agree_ref=float(data.get("agree_ref", 1.0)),
         )
 
 
@@ -75,3 +97,26 @@ def slice_scores(stats: LatentStats, latents: np.ndarray) -> np.ndarray:
 def subject_score(stats: LatentStats, latents: np.ndarray) -> float:
     """Score of one subject from its ``(phases, slices, d)`` (or ``(n, d)``) slice latents."""
     return float(slice_scores(stats, latents).mean())
+
+
+def phenotype_disagreement(
+    phen_net: np.ndarray, phen_seg: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """RMS over phenotypes of ``(net - seg) / scale``: ``(..., 9)`` -> ``(...)``."""
+    d = (np.asarray(phen_net, np.float64) - np.asarray(phen_seg, np.float64)) / scale
+    d = np.nan_to_num(d, nan=10.0, posinf=10.0, neginf=10.0)  # a NaN phenotype is a failure
+    return np.asarray(np.sqrt((d * d).mean(axis=-1)))
+
+
+def combined_score(
+    stats: LatentStats,
+    latent_score: np.ndarray | float,
+    phen_net: np.ndarray | None,
+    phen_seg: np.ndarray | None,
+) -> np.ndarray:
+    """Subject score from its latent score and (when calibrated) its phenotype disagreement."""
+    lat = np.asarray(latent_score, np.float64)
+    if stats.phen_scale is None or phen_net is None or phen_seg is None:
+        return lat
+    agree = phenotype_disagreement(phen_net, phen_seg, stats.phen_scale)
+    return np.asarray(0.5 * (lat / stats.latent_ref + agree / stats.agree_ref))

@@ -15,7 +15,12 @@ from kmtr_stream.messages import SliceResult
 from kmtr_stream.model.calibration import softmax
 from kmtr_stream.model.heads import label_areas
 from kmtr_stream.model.io import LoadedModel, load_model
-from kmtr_stream.model.ood import LatentStats, slice_scores
+from kmtr_stream.model.ood import (
+    LatentStats,
+    combined_score,
+    phenotype_disagreement,
+    slice_scores,
+)
 
 
 class SubjectPredictor:
@@ -33,19 +38,39 @@ class SubjectPredictor:
             return None
         return float(slice_scores(self.ood, np.asarray(latent, np.float32)))
 
-    def ood_summary(self, latents: np.ndarray) -> dict[str, Any] | None:
-        """``{"score", "threshold", "flagged"}`` of ``(..., d)`` latents of one subject."""
+    def ood_summary(
+        self,
+        latents: np.ndarray,
+        phen_net: np.ndarray | None = None,
+        phen_seg: np.ndarray | None = None,
+    ) -> dict[str, Any] | None:
+        """``{"score", "threshold", "flagged", "latent_score"[, "phenotype_disagreement"]}``.
+
+        ``latents``: ``(..., d)`` of one subject; ``phen_net`` and ``phen_seg``: its
+        ``(9,)`` regressed and segmentation-derived phenotypes (physical units).
+        """
         if self.ood is None:
             return None
-        score = float(slice_scores(self.ood, latents).mean())
-        return {
+        latent = float(slice_scores(self.ood, latents).mean())
+        score = float(combined_score(self.ood, latent, phen_net, phen_seg))
+        out: dict[str, Any] = {
             "score": score,
             "threshold": self.ood.threshold,
             "flagged": bool(score > self.ood.threshold),
+            "latent_score": latent,
         }
+        if self.ood.phen_scale is not None and phen_net is not None and phen_seg is not None:
+            out["phenotype_disagreement"] = float(
+                phenotype_disagreement(phen_net, phen_seg, self.ood.phen_scale)
+            )
+        return out
 
     def predict(
-        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None
+        self,
+        results: list[SliceResult],
+        ed_phase: int = 0,
+        es_phase: int | None = None,
+        seg_phenotypes: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """Run the subject head on the ED and ES slice latents.
 
@@ -54,6 +79,8 @@ class SubjectPredictor:
                 the ED and ES phases are used, slices present in both).
             ed_phase: end-diastolic phase.
             es_phase: end-systolic phase; None = chosen by ``cardiac.choose_ed_es``.
+            seg_phenotypes: the subject's phenotypes measured on its segmentation,
+                for the consistency part of the out-of-distribution score.
 
         Returns:
             ``{"phenotypes": {name: value}, "diagnosis": {"class": str,
@@ -95,7 +122,12 @@ class SubjectPredictor:
             "ed_phase": ed,
             "es_phase": es,
             "n_slices": len(slices),
-            "ood": self.ood_summary(latents),
+            "ood": self.ood_summary(
+                latents,
+                phen,
+                None if seg_phenotypes is None
+                else np.asarray([seg_phenotypes[k] for k in PHENOTYPES], np.float64),
+            ),
         }
 
 

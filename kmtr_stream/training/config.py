@@ -52,6 +52,10 @@ class TrainSettings:
         batch_size: subjects per step per process.
         lr: peak learning rate (AdamW, cosine decay after warm-up).
         weight_decay: AdamW weight decay.
+        frontend_lr_scale: factor on ``lr`` for the learned k-space transforms of the
+            frontend (no weight decay on them): at the full rate Adam moves every
+            entry of the DFT-initialised maps by ~3 % a step and scrambles the
+            spatial locality they start with.
         warmup_steps: linear warm-up steps.
         max_steps: optimisation steps.
         max_minutes: wall-clock budget; training stops at the first of the two.
@@ -61,6 +65,10 @@ class TrainSettings:
         mask_kinds: "equispaced" and/or "variable_density".
         orderings: acquisition orderings used for partial (prefix) masks.
         partial_prob: probability that a slice sees only a random prefix of its acquisition.
+        shift_prob: probability that a subject is moved in the field of view (all its
+            slices and phases alike) by a circular shift: a phase ramp on its k-space
+            and the same roll of its image and labels (``kspace.pose``).
+        shift_max_px: largest shift along each axis, in pixels of the grid.
         w_seg, w_phen, w_dx, w_align: loss weights (w_align: InfoNCE latent alignment;
             0 drops the image branch).
         w_dense_align: weight of the dense alignment loss (training-only 1x1 probe of
@@ -84,6 +92,7 @@ class TrainSettings:
     batch_size: int = 4
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    frontend_lr_scale: float = 1.0
     warmup_steps: int = 20
     max_steps: int = 100
     max_minutes: float = 0.0
@@ -93,6 +102,8 @@ class TrainSettings:
     mask_kinds: tuple[str, ...] = ("equispaced", "variable_density")
     orderings: tuple[str, ...] = ("linear", "centre-out")
     partial_prob: float = 0.2
+    shift_prob: float = 0.0
+    shift_max_px: int = 0
     w_seg: float = 1.0
     w_phen: float = 1.0
     w_dx: float = 0.5

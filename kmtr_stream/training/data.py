@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from kmtr_stream.kspace.pose import shift_image, shift_kspace
 from kmtr_stream.training.config import DataConfig, TrainSettings
 from kmtr_stream.training.masks import sample_mask
 
@@ -187,11 +188,20 @@ def make_batch(
             ]
         ).reshape(b, p, s, n_ky)
     phen = (cohort.phenotypes[idx] - phen_mean) / phen_std
+    kspace = kspace.astype(np.complex64)
+    image = np.asarray(cohort.image[idx], dtype=np.float32)
+    labels = np.asarray(cohort.labels[idx]).astype(np.int64)
+    if train.shift_prob > 0 and train.shift_max_px > 0:
+        for i in np.flatnonzero(rng.random(b) < train.shift_prob):
+            dy, dx = (int(v) for v in rng.integers(-train.shift_max_px, train.shift_max_px + 1, 2))
+            kspace[i] = shift_kspace(kspace[i], dy, dx)
+            image[i] = shift_image(image[i], dy, dx)
+            labels[i] = shift_image(labels[i], dy, dx)
     return Batch(
-        kspace=torch.from_numpy(kspace.astype(np.complex64)),
+        kspace=torch.from_numpy(kspace),
         mask=torch.from_numpy(masks),
-        image=torch.from_numpy(np.asarray(cohort.image[idx], dtype=np.float32)),
-        labels=torch.from_numpy(np.asarray(cohort.labels[idx]).astype(np.int64)),
+        image=torch.from_numpy(image),
+        labels=torch.from_numpy(labels),
         phenotypes=torch.from_numpy(phen.astype(np.float32)),
         diagnosis=torch.from_numpy(cohort.diagnosis[idx]),
     )

@@ -20,7 +20,7 @@ from kmtr_stream.model.networks import ImageModel, KMTRModel, SliceModel
 from kmtr_stream.training import distributed
 from kmtr_stream.training.calibration import fit_temperature
 from kmtr_stream.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from kmtr_stream.training.config import TrainConfig
+from kmtr_stream.training.config import TrainConfig, TrainSettings
 from kmtr_stream.training.data import build_cohort, make_batch
 from kmtr_stream.training.predict import predict_batch
 from kmtr_stream.training.step import TrainStep
@@ -33,11 +33,29 @@ def build_model(cfg: TrainConfig) -> SliceModel:
     return ImageModel(cfg.model)
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up then cosine decay to 5% of the peak."""
+def param_groups(model: torch.nn.Module, st: TrainSettings) -> list[dict[str, Any]]:
+    """AdamW groups: the k-space transforms at ``frontend_lr_scale`` without decay."""
+    transforms = [p for n, p in model.named_parameters() if n in ("frontend.wx", "frontend.wy")]
+    ids = {id(p) for p in transforms}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    groups: list[dict[str, Any]] = [{"params": rest, "weight_decay": st.weight_decay}]
+    if transforms:
+        groups.append(
+            {"params": transforms, "lr": st.lr * st.frontend_lr_scale, "weight_decay": 0.0}
+        )
+    return groups
+
+
+def lr_factor(step: int, warmup: int, total: int, time_frac: float = 0.0) -> float:
+    """Linear warm-up then cosine decay to 5% of the peak.
+
+    The decay follows whichever budget is further spent, steps or wall time
+    (``time_frac``: elapsed / ``max_minutes``), so a run that a slower machine
+    stops on time still ends at the low rate instead of mid-schedule.
+    """
     if step < warmup:
         return (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    t = min(1.0, max((step - warmup) / max(1, total - warmup), time_frac))
     return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
@@ -84,19 +102,30 @@ class Trainer:
         if self.dist.initialised:
             ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
             self.step_module = DistributedDataParallel(self.step_module, device_ids=ids)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=st.lr, weight_decay=st.weight_decay
-        )
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, st), lr=st.lr)
+        # training seconds of earlier segments of a resumed run (the budget spans resumes)
+        self.seconds_before = 0.0
+        self._t0: float | None = None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, st.warmup_steps, st.max_steps)
+            self.optimizer,
+            lambda s: lr_factor(s, st.warmup_steps, st.max_steps, self._time_frac()),
         )
         self.step = 0
         self.ckpt_dir = self.out / "checkpoints"
         stem = latest_checkpoint(self.ckpt_dir) if resume else None
         if stem is not None:
-            self.step = int(
-                load_checkpoint(stem, self.model, self.optimizer, self.scheduler)["step"]
-            )
+            meta = load_checkpoint(stem, self.model, self.optimizer, self.scheduler)
+            self.step = int(meta["step"])
+            self.seconds_before = float(meta.get("train_seconds", 0.0))
+
+    def elapsed(self) -> float:
+        """Training seconds so far, earlier segments of a resumed run included."""
+        now = 0.0 if self._t0 is None else time.perf_counter() - self._t0
+        return self.seconds_before + now
+
+    def _time_frac(self) -> float:
+        minutes = self.cfg.train.max_minutes
+        return self.elapsed() / (60.0 * minutes) if minutes else 0.0
 
     def train_step(self) -> dict[str, float]:
         """One optimisation step (``self.step``); returns the scalar losses."""
@@ -144,6 +173,7 @@ class Trainer:
                 "accel_min": accel,
                 "accel_max": accel,
                 "partial_prob": 0.0,
+                "shift_prob": 0.0,
                 "mask_kinds": ("equispaced",),
             }
         )
@@ -183,13 +213,13 @@ class Trainer:
                 self.optimizer,
                 self.scheduler,
                 self.step,
-                {"config": self.cfg.to_dict()},
+                {"config": self.cfg.to_dict(), "train_seconds": round(self.elapsed(), 2)},
             )
 
     def run(self) -> Path:
         """Train to ``max_steps`` or ``max_minutes``, calibrate, export; returns weights stem."""
         st, main = self.cfg.train, self.dist.is_main
-        t0 = time.perf_counter()
+        self._t0 = time.perf_counter()
         bar = tqdm(
             total=st.max_steps,
             initial=self.step,
@@ -197,7 +227,7 @@ class Trainer:
             disable=not (st.progress and main),
         )
         while self.step < st.max_steps:
-            if st.max_minutes and (time.perf_counter() - t0) / 60.0 > st.max_minutes:
+            if st.max_minutes and self.elapsed() / 60.0 > st.max_minutes:
                 break
             losses = self.train_step()
             bar.update(1)
@@ -207,7 +237,7 @@ class Trainer:
                     {
                         "step": self.step,
                         "lr": self.scheduler.get_last_lr()[0],
-                        "elapsed_s": round(time.perf_counter() - t0, 2),
+                        "elapsed_s": round(self.elapsed(), 2),
                         **losses,
                     }
                 )
@@ -227,7 +257,7 @@ class Trainer:
         if main and st.head_refit_epochs > 0:
             self.refit_heads()
         if main:
-            stem = self.export(time.perf_counter() - t0)
+            stem = self.export(self.elapsed())
         distributed.barrier(self.dist)
         distributed.teardown(self.dist)
         return stem

@@ -1,9 +1,10 @@
 """Fit the out-of-distribution statistics of trained weights and store them beside them.
 
 Latents of training subjects (random masks, as in training) give the mean and
-whitening (``kmtr_stream.model.ood``); the flagging threshold is a high
-percentile of the subject scores of held-out in-distribution validation subjects,
-so about ``100 - percentile`` % of in-distribution subjects are flagged.
+whitening (``kmtr_stream.model.ood``); held-out in-distribution validation subjects
+give the medians that put the latent score and the phenotype disagreement on one
+scale, and the flagging threshold, a high percentile of their subject scores, so
+about ``100 - percentile`` % of in-distribution subjects are flagged.
 """
 
 from __future__ import annotations
@@ -15,37 +16,47 @@ from typing import Any
 
 import numpy as np
 
+from kmtr_stream.cardiac import phenotypes_from_labels
+from kmtr_stream.conventions import PHENOTYPES
 from kmtr_stream.model.io import LoadedModel
-from kmtr_stream.model.ood import fit_latent_stats, slice_scores
+from kmtr_stream.model.ood import (
+    LatentStats,
+    combined_score,
+    fit_latent_stats,
+    phenotype_disagreement,
+    slice_scores,
+)
 from kmtr_stream.training.config import DataConfig, TrainSettings
-from kmtr_stream.training.data import CachedCohort, make_batch
+from kmtr_stream.training.predict import Predictions, predict_cohort
 
 #: Percentile of in-distribution validation subject scores used as the threshold.
 THRESHOLD_PERCENTILE = 95.0
 
 
-def cohort_latents(
-    loaded: LoadedModel,
-    cohort: CachedCohort,
-    settings: TrainSettings,
-    seed: int,
-    batch_size: int = 8,
-    fixed_mask: np.ndarray | None = None,
-) -> np.ndarray:
-    """``(subjects, 2, slices, d)`` latents of ``cohort`` with random (or fixed) masks."""
-    from kmtr_stream.training.predict import predict_batch
+def seg_phenotypes(pred: Predictions, voxel_size_mm: np.ndarray) -> np.ndarray:
+    """``(subjects, 9)`` phenotypes measured on the predicted label maps (ED 0, ES 1)."""
+    return np.asarray([
+        [phenotypes_from_labels(lab, (float(x), float(y), float(z)), 0, 1)[k] for k in PHENOTYPES]
+        for lab, (x, y, z) in zip(pred.labels, voxel_size_mm, strict=True)
+    ])
 
-    rng = np.random.default_rng(seed)
-    out = []
-    for start in range(0, len(cohort), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(cohort)))
-        batch = make_batch(
-            cohort, idx, rng, settings, loaded.phen_mean, loaded.phen_std, fixed_mask
-        )
-        pred = predict_batch(loaded.net, batch, loaded.image_input, loaded.device)
-        assert pred.latents is not None
-        out.append(pred.latents)
-    return np.concatenate(out)
+
+def subject_components(
+    stats: LatentStats, loaded: LoadedModel, pred: Predictions, voxel_size_mm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(subjects,)`` latent score, regressed and segmentation phenotypes ``(subjects, 9)``."""
+    if pred.latents is None:
+        raise ValueError("predictions without latents have no out-of-distribution score")
+    latent = slice_scores(stats, pred.latents).mean(axis=(1, 2))
+    net = pred.phenotypes_std * loaded.phen_std + loaded.phen_mean
+    return latent, net, seg_phenotypes(pred, voxel_size_mm)
+
+
+def subject_ood_scores(
+    stats: LatentStats, loaded: LoadedModel, pred: Predictions, voxel_size_mm: np.ndarray
+) -> np.ndarray:
+    """``(subjects,)`` subject scores exactly as the chain computes them (``combined_score``)."""
+    return combined_score(stats, *subject_components(stats, loaded, pred, voxel_size_mm))
 
 
 def calibrate_ood(
@@ -61,10 +72,19 @@ def calibrate_ood(
     settings = replace(TrainSettings(**train_cfg), partial_prob=0.0)
     train = build_cohort("train", data.n_train, data, progress).head(n_train)
     val = build_cohort("val", data.n_val, data, progress)
-    z = cohort_latents(loaded, train, settings, seed=1)
+    mean, std = loaded.phen_mean, loaded.phen_std
+    z = predict_cohort(loaded, train, None, 8, mean, std, settings=settings, seed=1).latents
+    assert z is not None
     stats = fit_latent_stats(z.reshape(-1, z.shape[-1]))
-    zv = cohort_latents(loaded, val, settings, seed=2)
-    subj = slice_scores(stats, zv).mean(axis=(1, 2))
+    pv = predict_cohort(loaded, val, None, 8, mean, std, settings=settings, seed=2)
+    latent, net, seg = subject_components(stats, loaded, pv, val.voxel_size_mm)
+    stats = replace(
+        stats,
+        phen_scale=np.asarray(std, np.float64),
+        latent_ref=float(np.median(latent)),
+        agree_ref=float(np.median(phenotype_disagreement(net, seg, np.asarray(std)))),
+    )
+    subj = combined_score(stats, latent, net, seg)
     threshold = float(np.percentile(subj, THRESHOLD_PERCENTILE))
     stats = replace(stats, threshold=threshold)
     meta = json.loads(weights_json.read_text())

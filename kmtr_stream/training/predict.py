@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from kmtr_stream.model.io import LoadedModel
 from kmtr_stream.model.networks import SliceModel
-from kmtr_stream.training.data import Batch
+from kmtr_stream.training.config import TrainSettings
+from kmtr_stream.training.data import Batch, CachedCohort, make_batch
 from kmtr_stream.training.step import slice_inputs
 
 
@@ -49,4 +52,37 @@ def predict_batch(
         phenotypes_std=ph.float().cpu().numpy(),
         logits=lg.float().cpu().numpy(),
         latents=lat.float().reshape(b, p, s, -1).cpu().numpy(),
+    )
+
+
+def predict_cohort(
+    loaded: LoadedModel,
+    cohort: CachedCohort,
+    mask: np.ndarray | None,
+    batch_size: int,
+    phen_mean: np.ndarray,
+    phen_std: np.ndarray,
+    progress: bool = False,
+    desc: str = "",
+    settings: TrainSettings | None = None,
+    seed: int = 0,
+) -> Predictions:
+    """Run ``loaded`` over every subject of ``cohort``.
+
+    ``mask``: the same ``(ky,)`` mask on every slice; None = a random mask per slice
+    drawn as ``settings`` (default ``TrainSettings()``) would in training, seeded by ``seed``.
+    """
+    settings = TrainSettings() if settings is None else settings
+    rng = np.random.default_rng(seed)
+    parts = []
+    n = len(cohort)
+    for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress):
+        idx = np.arange(start, min(start + batch_size, n))
+        batch = make_batch(cohort, idx, rng, settings, phen_mean, phen_std, fixed_mask=mask)
+        parts.append(predict_batch(loaded.net, batch, loaded.image_input, loaded.device))
+    return Predictions(
+        labels=np.concatenate([p.labels for p in parts]),
+        phenotypes_std=np.concatenate([p.phenotypes_std for p in parts]),
+        logits=np.concatenate([p.logits for p in parts]),
+        latents=np.concatenate([p.latents for p in parts if p.latents is not None]),
     )

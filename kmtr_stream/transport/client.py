@@ -26,9 +26,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from kmtr_stream.codec.standard import parse_text
 from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
@@ -38,7 +39,12 @@ from kmtr_stream.errors import KmtrError, ProtocolError
 from kmtr_stream.messages import Close, Text, WireMessage
 from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
 
+if TYPE_CHECKING:
+    from kmtr_stream.transport.curve_auth import ClientCurve
+
 ZMQ_SCHEMES = ("tcp", "zmq")
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 #: Messages a ZeroMQ client queues before a send waits (a packed message counts once).
 SNDHWM = 64
 C = TypeVar("C", bound="StreamClient")
@@ -77,12 +83,20 @@ class StreamClient:
     url = ""
 
     @staticmethod
-    def connect(url: str, timeout_s: float = 10.0) -> StreamClient:
-        """Connect to ``url`` (see module docstring); MRD/TCP connects within ``timeout_s``."""
+    def connect(
+        url: str, timeout_s: float = 10.0, curve: ClientCurve | None = None
+    ) -> StreamClient:
+        """Connect to ``url`` (see module docstring); MRD/TCP connects within ``timeout_s``.
+
+        ``curve`` (``curve_auth.ClientCurve``): authenticate to a ZeroMQ server started
+        with ``--curve-keys``; MRD/TCP has no authentication, so it is refused there.
+        """
         scheme, host, port = split_url(url)
         if scheme == MRD_SCHEME:
+            if curve is not None:
+                raise KmtrError(f"{url}: MRD/TCP has no CURVE authentication; use tcp://")
             return MrdStreamClient(host, port, timeout_s)
-        return ZmqStreamClient(f"tcp://{host}:{port}")
+        return ZmqStreamClient(f"tcp://{host}:{port}", curve=curve)
 
     def send(self, msg: WireMessage) -> None:
         """Send one message (blocks while the transport's buffers are full)."""
@@ -184,6 +198,10 @@ class ZmqStreamClient(StreamClient):
     in batches (everything waiting, without blocking) and handed out one by
     one; a reply that does not decode is raised by ``receive`` in its place
     in the order.
+
+    With ``curve`` (``curve_auth.ClientCurve``) the socket is a CURVE client; a server
+    that refuses the handshake (key not allowed, wrong server key) makes ``send`` and
+    ``receive`` raise KmtrError saying so, instead of waiting out their timeouts.
     """
 
     def __init__(
@@ -192,6 +210,7 @@ class ZmqStreamClient(StreamClient):
         context: zmq.Context | None = None,
         sndhwm: int = SNDHWM,
         send_timeout_s: float = 60.0,
+        curve: ClientCurve | None = None,
     ) -> None:
         self.url = endpoint
         self.send_timeout_s = send_timeout_s
@@ -200,6 +219,11 @@ class ZmqStreamClient(StreamClient):
         self._sock.linger = 0
         self._sock.sndhwm = sndhwm
         self._sock.rcvhwm = 100_000
+        self._monitor: zmq.Socket | None = None
+        if curve is not None:
+            curve.apply(self._sock)
+            self._monitor = self._sock.get_monitor_socket(
+                _HANDSHAKE_FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self._sock.connect(endpoint)
         self._inbox: deque[WireMessage | ProtocolError] = deque()
         self._sent = 0
@@ -243,7 +267,32 @@ class ZmqStreamClient(StreamClient):
                         [],
                     ) from None
                 self._pick_up()
+                self._check_handshake()
                 self._poller.poll(100)
+
+    def _check_handshake(self) -> None:
+        """CURVE only: raise once the server refused the handshake; stop watching on success."""
+        mon = self._monitor
+        while mon is not None:
+            try:
+                event = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._close_monitor()
+                return
+            if event["event"] & _HANDSHAKE_FAILED:
+                raise KmtrError(
+                    f"{self.url}: the server refused this client's CURVE handshake: is this "
+                    "client's public key in the server's clients/ directory, and is the "
+                    "server key the server's?"
+                )
+
+    def _close_monitor(self) -> None:
+        if self._monitor is not None:
+            self._sock.disable_monitor()
+            self._monitor.close(0)
+            self._monitor = None
 
     def send_frames(self, frames: list[Any]) -> None:
         """Send raw frames (e.g. hand-built, for protocol tests)."""
@@ -286,7 +335,7 @@ class ZmqStreamClient(StreamClient):
         if not self._inbox:
             self._pick_up()
             if not self._inbox:
-                if not self._sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+                if not self._wait_readable(timeout_s):
                     return None
                 self._pick_up()
                 if not self._inbox:
@@ -296,7 +345,21 @@ class ZmqStreamClient(StreamClient):
             raise item
         return item
 
+    def _wait_readable(self, timeout_s: float) -> bool:
+        """Poll for a reply; while a CURVE handshake is pending, also for its outcome."""
+        deadline = time.monotonic() + timeout_s
+        while self._monitor is not None:
+            self._check_handshake()
+            left = deadline - time.monotonic()
+            if self._monitor is None or left <= 0:
+                break
+            if self._sock.poll(int(min(left, 0.1) * 1000), zmq.POLLIN):
+                return True
+        left = max(0.0, deadline - time.monotonic())
+        return bool(self._sock.poll(int(left * 1000), zmq.POLLIN))
+
     def close(self) -> None:
+        self._close_monitor()
         self._sock.close(0)
 
 

@@ -168,6 +168,7 @@ def stream_dataset(
     dataset_name: str = "dataset",
     timeout_s: float = 120.0,
     pack: int = 16,
+    curve: Any = None,
 ) -> StreamSummary:
     """Send a recorded dataset to ``url`` and save everything that comes back in ``out_dir``.
 
@@ -180,6 +181,7 @@ def stream_dataset(
         timeout_s: how long to wait for the server's CLOSE after sending.
         pack: messages per transport write (see ``StreamClient.send_many``);
             the dataset is already recorded, so nothing waits on a scanner.
+        curve: ``curve_auth.ClientCurve`` for a ZeroMQ server with CURVE, or None.
 
     Raises:
         KmtrError: unreadable dataset, connection failure, timeout or a server
@@ -189,7 +191,7 @@ def stream_dataset(
     messages = read_dataset(path, dataset_name)
     first = next(messages)  # the XML header; opening the file fails here, before connecting
     assert isinstance(first, XmlHeader)
-    with StreamClient.connect(url) as client:
+    with StreamClient.connect(url, curve=curve) as client:
         try:
             writer = ResultWriter(out_dir, fallback_header=first.xml)
         except OSError as exc:

@@ -28,6 +28,7 @@ from kmtr_stream.codec.stream import StreamReader, encode_stream_parts
 from kmtr_stream.errors import ConfigError, KmtrError, LimitError, ProtocolError, ShutdownError
 from kmtr_stream.limits import Limits, check_admission, release_memory, rss_bytes
 from kmtr_stream.messages import WireMessage
+from kmtr_stream.transport.bind_policy import check_mrd_bind
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.session import State, StreamSession
 
@@ -80,6 +81,8 @@ class MrdServer:
             know) or "msgpack"; a client may choose with its CONFIG_FILE.
         limits: resource limits (idle and send timeouts, message and header
             sizes, connections); default ``Limits()``.
+        allow_remote: listen on a non-loopback address (refused otherwise: MRD/TCP
+            has no authentication); logged as a loud warning.
 
     Example::
 
@@ -96,6 +99,7 @@ class MrdServer:
         trace: str | Path | None = None,
         results: str = STANDARD,
         limits: Limits | None = None,
+        allow_remote: bool = False,
     ) -> None:
         self.limits = limits or Limits()
         if results not in RESULTS_MODES:
@@ -105,6 +109,7 @@ class MrdServer:
         self._bind = parse_host_port(address)
         self.close_timeout_s = close_timeout_s
         self.trace = trace
+        self.allow_remote = allow_remote
         self.address: tuple[str, int] = self._bind
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -116,7 +121,8 @@ class MrdServer:
         self._draining = False
 
     def start(self) -> None:
-        """Listen and start accepting connections."""
+        """Listen and start accepting connections (KmtrError: refused or cannot listen)."""
+        check_mrd_bind(self._bind[0], self.allow_remote)
         try:
             listener = socket.create_server(self._bind, reuse_port=False)
         except OSError as exc:

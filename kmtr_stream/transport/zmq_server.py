@@ -61,6 +61,8 @@ from kmtr_stream.errors import (
 )
 from kmtr_stream.limits import Limits, check_admission, release_memory, rss_bytes
 from kmtr_stream.messages import ConfigFile, WireMessage, XmlHeader
+from kmtr_stream.transport import curve_auth
+from kmtr_stream.transport.bind_policy import check_zmq_bind
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.fd_owners import FdOwners
 from kmtr_stream.transport.outbox import Ended, PeerOutbox
@@ -110,6 +112,8 @@ class ZmqServer:
         limits: resource limits (outbox bounds and stall timeout, connections,
             header and buffer sizes); default ``Limits()``.
         hwm: libzmq's per-peer queue in messages, each direction.
+        curve: CurveZMQ keys (``curve_auth.ServerCurve``): only allow-listed clients get
+            in, refusals are logged; None: no authentication (loopback is advised).
 
     Example::
 
@@ -136,6 +140,7 @@ class ZmqServer:
         max_frame_bytes: int | None = None,
         limits: Limits | None = None,
         hwm: int = HWM,
+        curve: curve_auth.ServerCurve | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.catalog = catalog
@@ -153,6 +158,7 @@ class ZmqServer:
         )
         self.pack_bytes = pack_bytes
         self.hwm = hwm
+        self.curve = curve
         self.endpoint = ""
         self.sessions: dict[bytes, StreamSession] = {}
         #: Replies waiting per connection identity (``transport.outbox``).
@@ -180,6 +186,7 @@ class ZmqServer:
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
         """Bind and start the I/O thread; raises KmtrError if binding fails."""
+        check_zmq_bind(self._bind, authenticated=self.curve is not None)
         self._thread = threading.Thread(target=self._main, name="zmq-server", daemon=True)
         self._thread.start()
         self._ready.wait(10.0)
@@ -248,10 +255,14 @@ class ZmqServer:
     # -- I/O thread -----------------------------------------------------------
     def _main(self) -> None:
         self._io_ident = threading.get_ident()
-        ctx: zmq.Context[Any] = zmq.Context.instance()
+        # A CURVE server has a context of its own: its ZAP handler is bound per context.
+        ctx: zmq.Context[Any] = zmq.Context() if self.curve else zmq.Context.instance()
         router = ctx.socket(zmq.ROUTER)
         monitor: zmq.Socket | None = None
+        zap: curve_auth.ZapHandler | None = None
         try:
+            if self.curve is not None:
+                zap = self.curve.secure(router, ctx)
             router.linger = 0
             router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnect under its fixed id gets in
@@ -261,7 +272,8 @@ class ZmqServer:
                 router.setsockopt(zmq.HEARTBEAT_IVL, self.heartbeat_ivl_ms)
                 router.setsockopt(zmq.HEARTBEAT_TIMEOUT, self.heartbeat_timeout_ms)
                 router.setsockopt(zmq.HEARTBEAT_TTL, self.heartbeat_timeout_ms)
-            monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            events = zmq.EVENT_DISCONNECTED | (curve_auth.HANDSHAKE_EVENTS if zap else 0)
+            monitor = router.get_monitor_socket(events)
             router.bind(self._bind)
             self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
         except Exception as exc:
@@ -269,6 +281,7 @@ class ZmqServer:
             router.close(0)
             if monitor is not None:
                 monitor.close(0)
+            self._end_auth(zap, ctx)
             self._ready.set()
             return
         self._monitor = monitor
@@ -285,6 +298,12 @@ class ZmqServer:
             router.disable_monitor()
             monitor.close(0)
             router.close()
+            self._end_auth(zap, ctx)
+
+    def _end_auth(self, zap: curve_auth.ZapHandler | None, ctx: zmq.Context[Any]) -> None:
+        if zap is not None:
+            zap.stop()
+            ctx.term()
 
     def _loop(self, router: zmq.Socket, monitor: zmq.Socket) -> None:
         poller = zmq.Poller()
@@ -440,6 +459,8 @@ class ZmqServer:
                 event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
+            if event["event"] & curve_auth.HANDSHAKE_EVENTS:
+                curve_auth.log_handshake_failure(event)
             if event["event"] != zmq.EVENT_DISCONNECTED:
                 continue
             identity = self._fds.disconnected(int(event["value"]))

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import ismrmrd
 import numpy as np
+import pytest
 
 from kmtr_stream.demo.run_demo import LocalServers
 from kmtr_stream.demo.scanner import stream_scan
@@ -35,6 +36,24 @@ def test_other_protocol_streams_to_results_on_the_model_grid() -> None:
     slices = [m.body for m in report.replies if isinstance(m, Result) and m.kind == "slice"]
     # Areas are in mm^2 of the model grid (3.125 mm pixels), whatever the acquisition's.
     assert all(b["areas_mm2"]["LV"] % (3.125 * 3.125) < 1e-6 for b in slices)
+
+
+def test_slice_spacing_is_taken_from_the_slice_positions() -> None:
+    """A header without the slice_spacing_mm user parameter, as real scanners send it."""
+    cfg = replace(OTHER, slice_spacing_mm=12.0)
+    scan = simulate_scan(1_000_003, 0, cfg)
+    xml = scan.xml(cfg)
+    start, end = xml.index("<userParameters>"), xml.index("</userParameters>")
+    xml = xml[:start] + xml[end + len("</userParameters>"):]
+    assert "slice_spacing_mm" not in xml
+    plain = replace(scan)
+    object.__setattr__(plain, "xml", lambda c: xml)
+    with LocalServers(["configs/kmtr.toml"]) as servers:
+        report = stream_scan(plain, cfg, servers.url("zmq"), pace=False, timeout_s=REPLY_TIMEOUT_S)
+    assert not [m for m in report.replies if isinstance(m, ErrorReport)]
+    (subject,) = [m for m in report.replies if isinstance(m, Result) and m.kind == "subject"]
+    assert subject.body["slice_spacing_source"] == "positions"
+    assert subject.body["slice_spacing_mm"] == pytest.approx(12.0)
 
 
 def test_non_cartesian_header_is_refused_before_any_slice() -> None:

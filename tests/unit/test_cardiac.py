@@ -13,6 +13,8 @@ from kmtr_stream.cardiac import (
     end_systolic_phase,
     lv_cavity_by_phase,
     phenotypes_from_volumes,
+    slice_offset_mm,
+    spacing_from_offsets,
 )
 from kmtr_stream.conventions import Label
 
@@ -54,3 +56,23 @@ def test_areas_in_mm2() -> None:
     labels[1, :2] = int(Label.RV_CAVITY)
     labels[2, 0] = int(Label.LV_MYOCARDIUM)
     assert areas_mm2(labels, (1.5, 2.0, 8.0)) == {"LV": 9.0, "RV": 6.0, "MYO": 3.0}
+
+
+def test_slice_offset_is_position_along_the_normal() -> None:
+    import ismrmrd
+
+    h = ismrmrd.AcquisitionHeader()
+    h.slice_dir[:] = (0.0, 0.6, 0.8)
+    h.position[:] = (5.0, 10.0, 20.0)
+    assert slice_offset_mm(h) == pytest.approx(0.6 * 10.0 + 0.8 * 20.0)
+    h.slice_dir[:] = (0.0, 0.0, 0.0)  # header that does not fill in the normal
+    assert slice_offset_mm(h) is None
+    assert slice_offset_mm(None) is None
+
+
+def test_spacing_from_offsets() -> None:
+    assert spacing_from_offsets({0: 5.0, 1: 15.0, 2: 25.0}) == pytest.approx(10.0)
+    # descending positions, a missing slice counter in between
+    assert spacing_from_offsets({0: 30.0, 1: 22.0, 3: 6.0}) == pytest.approx(8.0)
+    assert spacing_from_offsets({0: 5.0}) is None
+    assert spacing_from_offsets({0: 0.0, 1: 0.0}) is None

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gadgets.coil_compression import CoilCompressionGadget
+from gadgets.input_validation import InputValidationGadget
 from gadgets.noise_prewhitening import NoisePrewhiteningGadget
 from gadgets.recorder import RecorderGadget
 from gadgets.slice_buffer import SliceBufferGadget
@@ -91,6 +92,15 @@ def _held_state(name: str, tmp_path: Path) -> tuple[Gadget, list[Any]]:
     lines = [acquisition(np.ones((3, 8)), ky=ky) for ky in range(3)]  # no LAST_IN_SLICE
     if name == "slice_buffer":
         return make(SliceBufferGadget, ctx), lines
+    if name == "kmtr_streaming":
+        from gadgets.kmtr_streaming import KmtrStreamingGadget
+
+        # 4 coils, as the network takes them (no compression)
+        return make(KmtrStreamingGadget, ctx, virtual_coils=0), [
+            acquisition(np.ones((4, 8)), ky=ky) for ky in range(3)
+        ]
+    if name == "input_validation":
+        return make(InputValidationGadget, ctx), [acquisition(np.full((3, 8), np.nan))]
     if name == "coil_compression":
         return make(CoilCompressionGadget, ctx, n_virtual_coils=2), lines
     if name == "noise_prewhitening":

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gadgets.noise_prewhitening import NoisePrewhiteningGadget
+from kmtr_stream.messages import DataFault, ErrorReport
 from tests.unit.kspace_streams import acquisition, context, header_xml, make, noise_readouts, run
 
 
@@ -94,5 +95,24 @@ def test_late_noise_is_consumed_and_coil_mismatch_named() -> None:
     )
     assert len(out) == 1
     g2 = make(NoisePrewhiteningGadget, ctx, gadget_id="nw")
-    with pytest.raises(Exception, match="noise scan has 3 coils but imaging readouts have 4"):
-        run([g2], [*noise_readouts(rng, np.eye(3), 2, 64), acquisition(np.ones((4, 16)))])
+    # A failed calibration: one ERROR naming it, a flag for every later slice, and the
+    # readout itself goes on unwhitened.
+    err, fault, acq = run([g2], [*noise_readouts(rng, np.eye(3), 2, 64),
+                                 acquisition(np.ones((4, 16)))])
+    assert isinstance(err, ErrorReport) and err.code == "invalid_data"
+    assert "noise scan has 3 coils but imaging readouts have 4" in err.message
+    assert isinstance(fault, DataFault) and fault.cause == "noise_calibration_failed"
+    assert fault.key is None and isinstance(acq, ismrmrd.Acquisition)
+    assert np.array_equal(acq.data, np.ones((4, 16)))
+
+
+def test_inf_in_noise_scan_fails_the_calibration() -> None:
+    rng = np.random.default_rng(2)
+    noise = noise_readouts(rng, np.eye(3), 2, 64)
+    data = noise[0].data.copy()
+    data[1, 5] = np.inf
+    noise[0] = ismrmrd.Acquisition(noise[0].getHead(), data)
+    g = make(NoisePrewhiteningGadget, context(header_xml(16, 16, 4)))
+    err, fault, _ = run([g], [*noise, acquisition(np.ones((3, 16)))])
+    assert "the noise scan has NaN or infinite samples" in err.message
+    assert fault.cause == "noise_calibration_failed" and g.prewhitener is None

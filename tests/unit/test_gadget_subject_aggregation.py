@@ -29,7 +29,8 @@ def _labels(lv_radius: int, n: int = 32) -> np.ndarray:
 
 
 def _result(
-    s: int, p: int, n_s: int, n_p: int, radius: int, final: bool = True, last: bool = False
+    s: int, p: int, n_s: int, n_p: int, radius: int, final: bool = True, last: bool = False,
+    offset: float | None = None,
 ) -> SliceResult:
     return SliceResult(
         slice=s,
@@ -44,6 +45,7 @@ def _result(
         last_in_measurement=last,
         voxel_size_mm=VOXEL,
         timings_ms={"network": 3.5},
+        slice_offset_mm=offset,
     )
 
 
@@ -55,7 +57,8 @@ class MeanLatentPredictor:
         self.phases: list[tuple[int, int | None]] = []
 
     def predict(
-        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None
+        self, results: list[SliceResult], ed_phase: int = 0, es_phase: int | None = None,
+        seg_phenotypes: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         self.calls.append(results)
         self.phases.append((ed_phase, es_phase))
@@ -93,7 +96,9 @@ def test_slice_results_and_subject_when_complete() -> None:
         "final",
         "areas_mm2",
         "timings_ms",
+        "flags",
     }
+    assert b0["flags"] == []
     lv_px = int((_labels(9) == int(Label.LV_CAVITY)).sum())
     assert b0["areas_mm2"]["LV"] == pytest.approx(lv_px * 2.25)
     assert b0["timings_ms"] == {"network": 3.5}
@@ -103,7 +108,10 @@ def test_slice_results_and_subject_when_complete() -> None:
     ref = phenotypes_from_labels(vol, VOXEL, ed_phase=0, es_phase=2)
     assert body["phenotypes_from_segmentation"] == pytest.approx(ref)
     assert body["phenotype_units"]["LVEF"] == "%"
+    assert body["missing"] == [] and body["n_missing"] == 0
+    assert (body["refused"], body["flags"], body["flagged"]) == ([], [], False)
     assert body["missing"] == []
+    assert (body["slice_spacing_mm"], body["slice_spacing_source"]) == (VOXEL[2], "header")
     assert body["diagnosis"]["class"] == "DCM"
     expected_mean = np.mean([s + 10 * p for p in range(4) for s in range(2)])
     assert body["phenotypes"]["LVEDV"] == pytest.approx(expected_mean)
@@ -152,4 +160,22 @@ def test_network_and_segmentation_share_one_ed_es_when_ed_phase_is_not_0() -> No
     assert pred.phases == [(2, 0)]  # the network got the same pair, not its own phase-0 ED
     vol = np.stack([np.stack([_labels(radii[p])] * 2) for p in range(4)])
     ref = phenotypes_from_labels(vol, VOXEL, ed_phase=2, es_phase=0)
+    assert body["phenotypes_from_segmentation"] == pytest.approx(ref)
+
+
+def test_slice_spacing_comes_from_the_slice_positions() -> None:
+    """Volumes use the acquisitions' slice positions, not the header's dz (8 mm here)."""
+    g = _gadget()
+    radii = {0: 9, 1: 5}
+    out: list[Any] = []
+    for p, rad in radii.items():
+        for s in range(3):
+            # slices 11.5 mm apart along the normal, listed from apex to base
+            out.extend(g.process(_result(s, p, 3, 2, rad, offset=40.0 - 11.5 * s)))
+    (subject,) = [m for m in out if m.kind == "subject"]
+    body = subject.body
+    assert body["slice_spacing_source"] == "positions"
+    assert body["slice_spacing_mm"] == pytest.approx(11.5)
+    vol = np.stack([np.stack([_labels(radii[p])] * 3) for p in range(2)])
+    ref = phenotypes_from_labels(vol, (*VOXEL[:2], 11.5), ed_phase=0, es_phase=1)
     assert body["phenotypes_from_segmentation"] == pytest.approx(ref)

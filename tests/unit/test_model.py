@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from kmtr_stream.model import ImageModel, KMTRModel, ModelConfig
+from kmtr_stream.model.kspace_encoder import KSpaceFrontend
 from kmtr_stream.model.recon import zero_filled_rss
 
 CFG = ModelConfig(n_coils=3, n_ky=16, n_kx=12, ny=16, nx=12, channels=(4, 8), latent_dim=16)
@@ -62,8 +65,11 @@ def test_unacquired_lines_are_ignored(model: KMTRModel) -> None:
     torch.testing.assert_close(a[1], b[1])
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_streaming_split_matches_batch_path(model: KMTRModel, seed: int) -> None:
+@pytest.mark.parametrize("seed,coil_magnitude", [(0, False), (1, True), (2, True)])
+def test_streaming_split_matches_batch_path(seed: int, coil_magnitude: bool) -> None:
+    torch.manual_seed(seed)
+    cfg = replace(CFG, coil_magnitude=coil_magnitude)
+    model = KMTRModel(cfg, with_image_branch=False).eval()
     rng = np.random.default_rng(seed)
     mask_np = rng.random(CFG.n_ky) < 0.4
     mask_np[rng.integers(CFG.n_ky)] = True
@@ -113,3 +119,40 @@ def test_zero_filled_rss_matches_numpy_reference() -> None:
     )
     ref = np.sqrt((np.abs(ref) ** 2).sum(0)) / 0.5
     np.testing.assert_allclose(zero_filled_rss(k, mask)[0].numpy(), ref, rtol=1e-4, atol=1e-5)
+
+
+def _fourier_frontend() -> KSpaceFrontend:
+    torch.manual_seed(0)
+    cfg = replace(CFG, coil_magnitude=True, frontend_init="fourier", n_kx=CFG.nx)
+    return KSpaceFrontend(cfg)
+
+
+def test_coil_magnitude_starts_as_zero_filled_rss() -> None:
+    """At the Fourier start, transform 0's coil-combined channel is the zero-filled RSS."""
+    fe = _fourier_frontend()
+    k = _kspace(1, 3)[..., : CFG.nx]
+    mask = torch.zeros(1, CFG.n_ky, dtype=torch.bool)
+    mask[0, ::3] = True
+    kn = k.numpy()[0] * mask.numpy()[0][None, :, None]
+    ref = np.fft.fftshift(
+        np.fft.ifft2(np.fft.ifftshift(kn, axes=(-2, -1)), norm="ortho"), axes=(-2, -1)
+    )
+    ref = np.sqrt((np.abs(ref) ** 2).sum(0))
+    with torch.no_grad():
+        tokens = fe.encode_lines(k.permute(0, 2, 1, 3))
+        feat = fe.raw_features(*fe.mix_lines(tokens, None, mask))
+    assert feat.shape == (1, CFG.n_transforms, 3 * CFG.n_coils + 1, CFG.ny, CFG.nx)
+    np.testing.assert_allclose(feat[0, 0, -1].numpy(), ref, rtol=1e-3, atol=1e-4)
+
+
+def test_coil_magnitude_ignores_each_coils_phase() -> None:
+    fe = _fourier_frontend()
+    k = _kspace(1, 4)[..., : CFG.nx]
+    phase = torch.exp(1j * torch.tensor([0.3, 2.0, -1.2]))[None, :, None, None]
+    mask = torch.ones(1, CFG.n_ky, dtype=torch.bool)
+    with torch.no_grad():
+        a = fe.raw_features(*fe.mix_lines(fe.encode_lines(k.permute(0, 2, 1, 3)), None, mask))
+        kp = (k * phase).to(torch.complex64).permute(0, 2, 1, 3)
+        b = fe.raw_features(*fe.mix_lines(fe.encode_lines(kp), None, mask))
+    torch.testing.assert_close(a[:, :, -1], b[:, :, -1], atol=1e-4, rtol=1e-4)
+    assert (a[:, :, 0] - b[:, :, 0]).abs().max() > 0.1  # the per-coil real part does change

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from kmtr_stream.model.config import ModelConfig
 from kmtr_stream.model.kspace_encoder import KSpaceFrontend
-from kmtr_stream.model.ood import LatentStats, fit_latent_stats, slice_scores, subject_score
+from kmtr_stream.model.ood import (
+    LatentStats,
+    combined_score,
+    fit_latent_stats,
+    phenotype_disagreement,
+    slice_scores,
+    subject_score,
+)
 
 
 def test_scores_are_one_in_distribution_and_grow_outside() -> None:
@@ -61,3 +70,26 @@ def test_fourier_init_starts_at_the_centred_inverse_dft() -> None:
     got = (fr + 1j * fi)[:, 0].detach().numpy()
     np.testing.assert_allclose(got, ref, atol=1e-4)
     assert not np.allclose((fr + 1j * fi)[:, 1].detach().numpy(), ref, atol=1e-2)
+
+
+def test_phenotype_disagreement_against_hand_arithmetic() -> None:
+    scale = np.array([10.0, 5.0])
+    net = np.array([[100.0, 50.0], [100.0, 50.0]])
+    seg = np.array([[110.0, 50.0], [100.0, np.nan]])
+    got = phenotype_disagreement(net, seg, scale)
+    np.testing.assert_allclose(got, [np.sqrt(0.5), np.sqrt(100.0 / 2)])
+
+
+def test_combined_score_weighs_both_signals_by_their_in_distribution_medians() -> None:
+    rng = np.random.default_rng(0)
+    stats = fit_latent_stats(rng.standard_normal((200, 3)))
+    assert combined_score(stats, 2.0, None, None) == 2.0  # not calibrated: latent only
+    cal = replace(stats, phen_scale=np.ones(2), latent_ref=2.0, agree_ref=0.5)
+    consistent = combined_score(cal, 2.0, np.array([1.0, 1.0]), np.array([1.0, 1.5]))
+    broken = combined_score(cal, 2.0, np.array([1.0, 1.0]), np.array([5.0, -3.0]))
+    assert float(consistent) == np.sqrt(0.125) / 0.5 * 0.5 + 0.5
+    assert float(broken) > 2 * float(consistent)
+    back = LatentStats.from_json(cal.to_json())
+    assert back.phen_scale is not None and back.agree_ref == 0.5 and back.latent_ref == 2.0
+    old = {k: v for k, v in cal.to_json().items() if k in ("mean", "whiten", "threshold")}
+    assert LatentStats.from_json(old).phen_scale is None

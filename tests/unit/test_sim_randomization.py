@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from kmtr_stream.evaluation.robustness import rot90_centred
+from kmtr_stream.kspace.pose import rot90_centred
 from simulator.anatomy import TISSUE_INTENSITY
 from simulator.cohort import make_subject
 from simulator.config import SimConfig

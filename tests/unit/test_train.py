@@ -145,3 +145,79 @@ def test_ddp_gloo_world_size_one_matches_single_process(
         from kmtr_stream.training import distributed
 
         distributed.teardown(trainer.dist)
+
+
+def test_frontend_transforms_get_their_own_rate_without_decay(tiny: TrainConfig) -> None:
+    from kmtr_stream.training.loop import build_model, param_groups
+
+    st = replace(tiny.train, lr=1e-3, frontend_lr_scale=0.1, weight_decay=0.01)
+    model = build_model(replace(tiny, train=st))
+    groups = torch.optim.AdamW(param_groups(model, st), lr=st.lr).param_groups
+    frontend = {id(model.frontend.wx), id(model.frontend.wy)}  # type: ignore[union-attr]
+    assert {id(p) for p in groups[1]["params"]} == frontend
+    assert groups[1]["lr"] == pytest.approx(1e-4) and groups[1]["weight_decay"] == 0.0
+    assert groups[0]["lr"] == pytest.approx(1e-3) and groups[0]["weight_decay"] == 0.01
+    n_all = sum(1 for _ in model.parameters())
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == n_all
+
+
+def test_lr_decay_follows_the_further_spent_budget() -> None:
+    from kmtr_stream.training.loop import lr_factor
+
+    assert lr_factor(0, 10, 1000) == pytest.approx(0.1)
+    assert lr_factor(10, 10, 1000) == pytest.approx(1.0)
+    # a wall-time budget that is spent ends the schedule at the floor whatever the step
+    assert lr_factor(100, 10, 1000, time_frac=1.0) == pytest.approx(0.05)
+    assert lr_factor(1000, 10, 1000, time_frac=0.0) == pytest.approx(0.05)
+    half = lr_factor(505, 10, 1000)
+    assert lr_factor(100, 10, 1000, time_frac=0.5) == pytest.approx(half)
+
+
+def test_time_budget_spans_resumes(tiny: TrainConfig, tmp_path: Path) -> None:
+    cfg = _with(tiny, tmp_path, max_steps=10, max_minutes=60.0)
+    first = Trainer(cfg, resume=False)
+    first.seconds_before = 1800.0  # as if 30 of the 60 minutes were spent before
+    first.checkpoint()
+    resumed = Trainer(cfg, resume=True)
+    assert resumed.elapsed() == pytest.approx(1800.0, abs=1.0)
+    assert resumed._time_frac() == pytest.approx(0.5, abs=0.01)
+
+
+def test_ood_calibration_stores_both_signals(tiny: TrainConfig, tmp_path: Path) -> None:
+    from kmtr_stream.evaluation.robustness import subject_ood
+    from kmtr_stream.model.io import read_weights
+    from kmtr_stream.training.ood_calibration import calibrate_ood
+    from kmtr_stream.training.predict import predict_cohort
+
+    trainer = Trainer(_with(tiny, tmp_path, max_steps=3, head_refit_epochs=0), resume=False)
+    for _ in range(3):
+        trainer.train_step()
+    stem = trainer.export(1.0)
+    ood = calibrate_ood(read_weights(str(stem)), stem.with_suffix(".json"), n_train=8,
+                        progress=False)
+    assert len(ood["phen_scale"]) == 9 and ood["latent_ref"] > 0 and ood["agree_ref"] > 0
+    loaded = read_weights(str(stem))
+    val = trainer.val_set
+    mask = np.ones(tiny.model.n_ky, bool)
+    pred = predict_cohort(loaded, val, mask, 4, loaded.phen_mean, loaded.phen_std)
+    scores = subject_ood(loaded, pred, val.voxel_size_mm)
+    assert scores.shape == (len(val),) and np.isfinite(scores).all()
+    # a subject whose segmentation is wiped out scores higher than itself intact
+    pred.labels[:] = 0
+    assert (subject_ood(loaded, pred, val.voxel_size_mm) > scores).all()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("train_*.toml")), ids=str)
+def test_shipped_training_configs_load(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.train.max_steps > 0 and cfg.model.n_coils == cfg.data.n_virtual_coils
+
+
+def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch() -> None:
+    """The recon baseline trains with k-MTR's data, budget, augmentation and trunk."""
+    k = load_config(ROOT / "configs" / "train_default.toml")
+    r = load_config(ROOT / "configs" / "train_recon.toml")
+    assert k.model == r.model and k.data == r.data
+    own = {"kind", "image_input", "out_dir", "w_align", "w_dense_align", "threads"}
+    kt, rt = k.train.__dict__, r.train.__dict__
+    assert {f for f in kt if kt[f] != rt[f]} <= own

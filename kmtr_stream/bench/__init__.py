@@ -1,0 +1,1 @@
+"""kmtr-stream bench: k-MTR against recon-then-analyze over real sockets."""

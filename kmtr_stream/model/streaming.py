@@ -1,0 +1,192 @@
+"""Streaming-native k-MTR: the linear part of the network runs as each line arrives.
+
+The k-space frontend is linear up to its ky-mix (``KSpaceFrontend.aggregate``),
+and so are every step the chain applies between a readout and the network: coil
+compression (across coils), intensity scaling, and resampling onto the model grid
+(along kx for every line, and line for line along ky when the fields of view
+match). So each line, as it arrives, is resampled along kx, encoded
+(``encode_lines``) and folded into a running ky-mix of the raw coils
+(``KyMixAccumulator``). After the buffer's last line only small things remain:
+the compression matrix and the two scales from the calibration region (the same
+functions as ``slice_buffer`` and ``model_grid``), one small complex matrix
+product, the frontend's non-linear end and the trunk. Slices that are ready
+together (at the end of a stream, or from several connected scanners at once)
+run through that last part as one batch (``kmtr_stream.model.batching``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from kmtr_stream.backend import to_torch
+from kmtr_stream.kspace.coil_compression import apply_compression, compression_matrix
+from kmtr_stream.kspace.normalisation import calibration_scale, calibration_slice
+from kmtr_stream.kspace.resample import AxisMap, to_model_grid
+from kmtr_stream.kspace.xp import get_array_module
+from kmtr_stream.model.kspace_encoder import KyMixAccumulator
+from kmtr_stream.model.networks import KMTRModel
+
+
+@dataclass(frozen=True)
+class LinePlan:
+    """How one acquired line reaches the model grid (fixed per stream by the header).
+
+    Attributes:
+        kx: readout map of the stream (``model_grid``'s plan).
+        ky: phase-encode map; an index map (same field of view), else streaming is off.
+        model_line: ``(n_ky_acq,)`` model line of each acquired line (-1: outside the grid).
+        kx_index: ``(n_kx_model,)`` acquired sample of each model sample (index map).
+        kx_valid: ``(n_kx_model,)`` 1 where ``kx_index`` is a real sample, 0 for zero-padding.
+        kx_matrix: ``(n_kx_model, n_kx_acq)`` complex operator of an interpolating kx map.
+    """
+
+    kx: AxisMap
+    ky: AxisMap
+    model_line: np.ndarray
+    kx_index: torch.Tensor
+    kx_valid: torch.Tensor
+    kx_matrix: torch.Tensor | None
+
+
+def line_plan(kx: AxisMap, ky: AxisMap, n_ky_acq: int, device: torch.device) -> LinePlan | None:
+    """The per-line plan, or None when the ky map interpolates (no line-for-line map)."""
+    if ky.matrix is not None:
+        return None
+    model_line = np.full(n_ky_acq, -1, dtype=np.int64)
+    ok = ky.index >= 0
+    model_line[ky.index[ok]] = np.nonzero(ok)[0]
+    return LinePlan(
+        kx=kx,
+        ky=ky,
+        model_line=model_line,
+        kx_index=torch.as_tensor(np.maximum(kx.index, 0), device=device),
+        kx_valid=torch.as_tensor(kx.index >= 0, dtype=torch.float32, device=device),
+        kx_matrix=None if kx.matrix is None else torch.as_tensor(kx.matrix, device=device),
+    )
+
+
+class SliceAccumulator:
+    """One open slice buffer's running ky-mix (raw coils, model grid).
+
+    Args:
+        net: the k-MTR network.
+        plan: the stream's line plan.
+        n_coils: receiver coils of the stream.
+    """
+
+    __slots__ = ("lines", "mix", "net", "plan")
+
+    def __init__(self, net: KMTRModel, plan: LinePlan, n_coils: int) -> None:
+        self.net = net
+        self.plan = plan
+        self.mix = KyMixAccumulator(net.frontend, n_coils)
+        self.lines = 0
+
+    def add_line(self, line: Any, ky: int, sign: float = 1.0) -> None:
+        """Fold one ``(coils, kx_acq)`` complex64 line acquired at ``ky`` into the mix.
+
+        ``sign = -1`` takes a line back out (a repeated ky replaces the earlier line).
+        """
+        i = int(self.plan.model_line[ky])
+        if i < 0:
+            return  # outside the model's k-space extent: cropped, as model_grid does
+        p = self.plan
+        x = to_torch(line).to(p.kx_index.device, non_blocking=True)
+        x = x[:, p.kx_index] * p.kx_valid if p.kx_matrix is None else x @ p.kx_matrix.T
+        self.mix.add(self.net.encode_lines(x[None])[0], i, sign)
+        self.lines += 1 if sign > 0 else 0
+
+
+@dataclass
+class SliceInputs:
+    """What the network's non-linear part needs of one finished slice.
+
+    Attributes:
+        mixed: ``(transforms, virtual coils, ny, nx)`` complex ky-mix, compressed and scaled.
+        mask: ``(n_ky_model,)`` bool model-grid mask.
+        finalize_ms: milliseconds spent on the compression matrix, scales and product.
+    """
+
+    mixed: torch.Tensor
+    mask: np.ndarray
+    finalize_ms: float
+
+
+def finish_slice(
+    acc: SliceAccumulator,
+    raw: Any,
+    acq_mask: np.ndarray,
+    region: slice,
+    n_virtual: int,
+    normalise: bool,
+    fov_y_acq_mm: float,
+    fov_model_mm: float,
+    center_line: int,
+    grid_calibration_lines: int,
+) -> SliceInputs:
+    """Turn a buffer's running mix into the network's input, as the batch chain conditions it.
+
+    The batch chain compresses the buffer with its calibration region's SVD and divides
+    by coil 0's RMS there (``slice_buffer``), resamples it onto the model grid and
+    divides by coil 0's RMS over the grid's central lines (``model_grid``). The same
+    functions run here on the calibration lines and coil 0 only; the mix takes the
+    product.
+
+    Args:
+        acc: the buffer's accumulator.
+        raw: ``(coils, ky, kx)`` complex64 raw buffer (NumPy or CuPy; prewhitened).
+        acq_mask: ``(ky,)`` bool acquired lines.
+        region: the buffer's calibration region (``triggers.calibration_region``).
+        n_virtual: virtual coils (0: none).
+        normalise: apply the training data's intensity normalisation.
+        fov_y_acq_mm: acquired phase-encode field of view.
+        fov_model_mm: the model's field of view.
+        center_line: acquired ky line of DC.
+        grid_calibration_lines: central model lines of the grid's normalisation.
+    """
+    t0 = time.perf_counter_ns()
+    xp = get_array_module(raw)
+    calib = raw[:, region, :]
+    matrix = compression_matrix(calib, n_virtual, xp) if n_virtual > 0 else None
+    s1 = 1.0
+    if normalise:
+        virtual_calib = apply_compression(matrix, calib) if matrix is not None else calib
+        s1 = calibration_scale(virtual_calib, slice(None))
+    coil0 = (apply_compression(matrix[:1], raw) if matrix is not None else raw[:1]) / np.float32(s1)
+    plan = acc.plan
+    grid0, m_model = to_model_grid(
+        coil0, acq_mask, plan.kx, plan.ky, fov_y_acq_mm, fov_model_mm, center_line
+    )
+    n_ky_model = int(m_model.shape[0])
+    s2 = calibration_scale(grid0, calibration_slice(n_ky_model, grid_calibration_lines))
+    dev = acc.mix.sum.device
+    m = None if matrix is None else to_torch(matrix).to(dev)
+    mixed = acc.mix.compressed(m, s1 * s2)
+    return SliceInputs(mixed, m_model, (time.perf_counter_ns() - t0) / 1e6)
+
+
+@torch.inference_mode()
+def run_network(
+    net: KMTRModel, batch: list[SliceInputs]
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """The non-linear rest for slices that are ready together, as one batch.
+
+    Returns:
+        Per slice: ``(ny, nx)`` int16 labels, ``(latent_dim,)`` float32 latent and the
+        batch's network milliseconds.
+    """
+    t0 = time.perf_counter_ns()
+    dev = batch[0].mixed.device
+    mixed = torch.stack([b.mixed for b in batch])  # (n, h, v, y, x)
+    mask = torch.as_tensor(np.stack([b.mask for b in batch]), device=dev)
+    feat = net.frontend.features_from_mixed(mixed.real.contiguous(), mixed.imag.contiguous(), mask)
+    seg, lat = net.trunk(feat)
+    labels = seg.argmax(dim=1).to(torch.int16).cpu().numpy()
+    latents = lat.float().cpu().numpy()
+    ms = (time.perf_counter_ns() - t0) / 1e6
+    return [(labels[i], latents[i], ms) for i in range(len(batch))]

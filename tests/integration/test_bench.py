@@ -1,0 +1,61 @@
+"""``kmtr-stream bench`` end to end on tiny sizes (real sockets, both chains) and its schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from kmtr_stream.bench.stats import dist, stream_figures, validate_report
+from kmtr_stream.cli import main
+from kmtr_stream.messages import Result
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench")
+    rc = main(["bench", "--subjects", "1", "--rounds", "1", "--slices", "2", "--phases", "2",
+               "--out", str(out)])
+    assert rc == 0
+    assert (out / "bench.png").stat().st_size > 0
+    return dict(json.loads((out / "bench.json").read_text()))
+
+
+def test_report_has_both_chains_side_by_side(report: dict[str, Any]) -> None:
+    validate_report(report)
+    assert report["order"] == ["kmtr", "recon_then_analyze"]
+    for chain in report["chains"].values():
+        assert chain["paced"]["post_last_line_ms"]["count"] == 4  # 2 slices x 2 phases
+        assert chain["paced"]["subject_after_last_readout_ms"]["count"] == 1
+        assert chain["unpaced"]["slices_per_s"] > 0 and chain["network_alone_slices_per_s"] > 0
+        assert chain["peak_rss_mb"] >= chain["idle_rss_mb"] > 0
+        assert not chain["errors"]
+    assert report["device"].startswith(("cpu", "cuda"))
+
+
+def test_schema_names_what_is_missing(report: dict[str, Any]) -> None:
+    bad = copy.deepcopy(report)
+    del bad["chains"]["kmtr"]["peak_rss_mb"]
+    with pytest.raises(ValueError, match=r"chains\.kmtr\.peak_rss_mb missing"):
+        validate_report(bad)
+    bad = copy.deepcopy(report)
+    bad["chains"]["recon_then_analyze"]["paced"]["post_last_line_ms"] = {"median": 1.0}
+    with pytest.raises(ValueError, match="not a distribution"):
+        validate_report(bad)
+    bad = copy.deepcopy(report)
+    bad["schema_version"] = 99
+    with pytest.raises(ValueError, match="schema_version"):
+        validate_report(bad)
+
+
+def test_stream_figures_from_replies() -> None:
+    replies = [Result("slice", {"timings_ms": {"post_last_line": 2.0, "network": 1.5}}),
+               Result("slice", {"timings_ms": {"post_last_line": 4.0, "network": 2.5}}),
+               Result("subject", {})]
+    fig = stream_figures(replies, [-0.5, 0.001, 0.004], send_s=2.0, readouts=100)
+    assert fig["post_last_line_ms"] == [2.0, 4.0] and fig["stages_ms"]["network"] == [1.5, 2.5]
+    assert fig["first_result_s"] == 1.5 and fig["subject_after_last_readout_ms"] == 4.0
+    assert fig["slices"] == 2 and fig["wall_s"] == pytest.approx(2.004)
+    assert dist([1.0, 2.0, 3.0])["median"] == 2.0

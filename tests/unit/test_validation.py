@@ -1,0 +1,55 @@
+"""The validation policy key and the pure readout checks (``kmtr_stream.validation``)."""
+
+from __future__ import annotations
+
+import ismrmrd
+import numpy as np
+import pytest
+
+from kmtr_stream.chain.config import parse_chain_config
+from kmtr_stream.errors import ConfigError
+from kmtr_stream.validation import LineLedger, ReadoutLimits, counter_fault, finite_fault
+
+CHAIN = '[chain]\n[chain.inputs]\n{}\n[[gadgets]]\nid = "p"\ntype = "passthrough"\n'
+LIMITS = ReadoutLimits(n_ky=8, n_kz=1, n_slices=2, n_phases=3, n_repetitions=1,
+                       samples=(8, 16), coils=4)
+
+
+def test_validation_policy_is_a_chain_inputs_key() -> None:
+    assert parse_chain_config(CHAIN.format("")).inputs.validation == "strict"
+    assert parse_chain_config(CHAIN.format('validation = "lenient"')).inputs.validation == (
+        "lenient")
+    with pytest.raises(ConfigError, match="'maybe' is not one of strict, lenient"):
+        parse_chain_config(CHAIN.format('validation = "maybe"'))
+    with pytest.raises(ConfigError, match="is not one of pass, warn, error"):
+        parse_chain_config(CHAIN.format('image = "strict"'))
+
+
+def _head(**idx: int) -> ismrmrd.AcquisitionHeader:
+    head = ismrmrd.AcquisitionHeader()
+    for name, value in idx.items():
+        setattr(head.idx, name, value)
+    return head
+
+
+def test_counters_are_checked_against_every_limit() -> None:
+    assert counter_fault(_head(slice=1, phase=2, kspace_encode_step_1=7), LIMITS) is None
+    assert "slice=2 outside the encoding limits 0..1" in str(counter_fault(_head(slice=2), LIMITS))
+    assert "phase=3" in str(counter_fault(_head(phase=3), LIMITS))
+    assert "kspace_encode_step_1=8" in str(counter_fault(_head(kspace_encode_step_1=8), LIMITS))
+    assert "kspace_encode_step_2=1" in str(counter_fault(_head(kspace_encode_step_2=1), LIMITS))
+
+
+def test_finite_check_counts_bad_values() -> None:
+    data = np.ones((2, 4), np.complex64)
+    assert finite_fault(data) is None
+    data[1, 2] = complex(np.nan, np.inf)
+    assert finite_fault(data) == "readout has 2 non-finite (NaN or infinite) sample values"
+
+
+def test_ledger_finds_duplicates_but_not_a_separate_calibration_readout() -> None:
+    ledger = LineLedger(capacity=2)
+    assert ledger.add(_head(kspace_encode_step_1=3), False)
+    assert not ledger.add(_head(kspace_encode_step_1=3), False)
+    assert ledger.add(_head(kspace_encode_step_1=3), True)  # calibration-only copy
+    assert ledger.add(_head(kspace_encode_step_1=3, average=1), False)  # another average
