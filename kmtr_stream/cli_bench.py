@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -66,7 +67,7 @@ def _device() -> str:
 
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu ({platform.machine()}, {__import__('os').cpu_count()} cores)"
+    return f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
 
 
 def _round_robin(servers: dict[str, ChainServer], scans: list[Any], cfg: Any, rounds: int,
