@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_flood_witness.py --repeats 7
 
-One server (pass-through chain, as shipped, default limits). Per repeat, interleaved:
+One server (pass-through chain, as shipped; outbox bound 64 messages so that a few
+thousand readouts fill it, the other limits as shipped). Per repeat, interleaved:
 the witness streams a header, 2 slices of readouts and CLOSE, and waits for its CLOSE,
 once alone and once while a flooder (8 coils x 256 samples, thousands of readouts, never
 reading a reply) is connected with its outbox full. Prints the medians and the
@@ -32,6 +33,7 @@ def main() -> int:
 
     from kmtr_stream.chain.config import load_chain_config
     from kmtr_stream.codec.zmq_frames import encode_frames
+    from kmtr_stream.limits import Limits
     from kmtr_stream.messages import Close, XmlHeader
     from kmtr_stream.transport.catalog import ChainCatalog
     from kmtr_stream.transport.client import StreamClient
@@ -61,7 +63,8 @@ def main() -> int:
     alone: list[float] = []
     flooded: list[float] = []
     ctx: zmq.Context[Any] = zmq.Context()
-    with ZmqServer(catalog, "tcp://127.0.0.1:0") as server:
+    limits = Limits().replace(outbox_messages=64)
+    with ZmqServer(catalog, "tcp://127.0.0.1:0", limits=limits) as server:
         witness(server.endpoint)  # warm-up
         for _ in range(args.repeats):
             alone.append(witness(server.endpoint))
@@ -80,7 +83,7 @@ def main() -> int:
                 time.sleep(0.01)
             flooded.append(witness(server.endpoint))
             sock.close(0)
-            time.sleep(0.2)
+            time.sleep(0.5)  # the flooder's session ends before the next repeat
     ctx.term()
     a, f = statistics.median(alone), statistics.median(flooded)
     print(f"witness stream time, median of {args.repeats}: alone {a * 1e3:.1f} ms, "
