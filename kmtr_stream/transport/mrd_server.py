@@ -67,6 +67,12 @@ class _SocketSender:
             except OSError as exc:
                 self.broken = True
                 log.error("connection %s: cannot send results, client gone: %s", self._cid, exc)
+                # End the connection, reading too: a client that stopped reading must not
+                # keep a thread and its stream's buffers until the idle timeout.
+                try:
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 class MrdServer:

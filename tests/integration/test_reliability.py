@@ -247,3 +247,41 @@ def test_mrd_drain_sends_error_and_close_to_open_streams(mrd_server: MrdServer) 
             data += chunk
     assert data.endswith(struct.pack("<H", MessageId.CLOSE))
     assert b"server shutting down" in data
+
+
+def test_mrd_client_that_never_reads_is_dropped_and_others_carry_on(
+    catalog: ChainCatalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The kernel's socket buffers and ``send_timeout_s`` bound a non-reading MRD client."""
+    import threading
+
+    server = MrdServer(catalog, "127.0.0.1:0", limits=Limits().replace(send_timeout_s=0.5))
+    acq = make_acquisitions(n_coils=8, n_kx=256, n_slices=1)[0]
+    readout = encode_stream(acq)
+    with server:
+        host, port = server.address
+        flooder = socket.create_connection((host, port))
+        flooder.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        flooder.settimeout(5.0)  # keeps pushing until the server stops reading it
+
+        def flood() -> None:
+            try:
+                flooder.sendall(encode_stream(XmlHeader(XML)))
+                for _ in range(4000):  # 67 MB of echoes it never reads
+                    flooder.sendall(readout)
+            except OSError:
+                pass  # the server stopped reading it, then dropped it
+
+        t = threading.Thread(target=flood, daemon=True)
+        t.start()
+        acqs = make_acquisitions(n_slices=2)
+        with _mrd(server) as witness:
+            witness.send(XmlHeader(XML))
+            witness.send_many(acqs)
+            witness.send(Close())
+            back = witness.receive_until_close(REPLY_TIMEOUT_S)
+        assert errors(back) == [] and len(acqs_of(back)) == len(acqs)
+        t.join(REPLY_TIMEOUT_S)
+        assert wait_for(lambda: not server._conns)
+        flooder.close()
+    assert "cannot send results, client gone" in caplog.text
