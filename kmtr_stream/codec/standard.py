@@ -134,20 +134,32 @@ def _result_of(text: str) -> Result | None:
     return Result(kind=kind, body=_unjson(obj))
 
 
+def _split_details(rest: str) -> tuple[str, dict[str, Any]]:
+    """``message | {details}`` -> (message, details); ``(rest, {})`` without details.
+
+    The details are the leftmost separator whose whole remainder is one JSON object:
+    the message and the details' own strings may both contain the separator.
+    """
+    start = rest.find(_DETAILS_SEP)
+    while start >= 0:
+        tail = rest[start + len(_DETAILS_SEP):]
+        if tail.startswith("{"):
+            try:
+                details = json.loads(tail)
+            except ValueError:
+                details = None
+            if isinstance(details, dict):
+                return rest[:start], details
+        start = rest.find(_DETAILS_SEP, start + 1)
+    return rest, {}
+
+
 def _error_of(rest: str) -> ErrorReport:
     code = "server"
     match = _CODE.match(rest)
     if match:
         code, rest = match.group(1), rest[match.end():]
-    message, sep, tail = rest.rpartition(_DETAILS_SEP)
-    details: Any = None
-    if sep and tail.startswith("{"):
-        try:
-            details = json.loads(tail)
-        except ValueError:
-            details = None
-    if not isinstance(details, dict):
-        message, details = rest, {}
+    message, details = _split_details(rest)
     gadget, index = details.get("gadget"), details.get("message_index")
     context = details.get("context", {})
     return ErrorReport(

@@ -95,3 +95,16 @@ def test_only_standard_ids_remain() -> None:
 def test_reserved_keys_are_refused() -> None:
     with pytest.raises(ProtocolError, match="reserved"):
         result_text(Result("slice", {"kind": "x"}))
+
+
+@pytest.mark.parametrize("report", [
+    ErrorReport(code="", message="", gadget=" | ", message_index=None, context={}),
+    ErrorReport(code="", message="", message_index=0, context={" | ": None}),
+    ErrorReport(code="c", message='m | {"a": 1}', gadget="g | {x", context={"k": " | {"}),
+])
+def test_separator_inside_the_details_or_the_message_reads_back(report: ErrorReport) -> None:
+    back = parse_text(error_text(report))
+    assert isinstance(back, ErrorReport)
+    assert (back.message, back.gadget, back.message_index, back.context) == (
+        report.message, report.gadget, report.message_index, report.context
+    )
