@@ -1,8 +1,17 @@
-"""Shared pytest fixtures and the GPU marker's skip logic."""
+"""Shared pytest fixtures, the GPU marker's skip logic and the hypothesis profiles."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# The suite is a gate: the same examples every run ("ci"). HYPOTHESIS_PROFILE=explore
+# draws new ones, to hunt for cases the fixed set misses.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _have_gpu() -> bool:
