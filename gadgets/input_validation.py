@@ -26,7 +26,6 @@ import ismrmrd
 
 from kmtr_stream.chain.gadget import ChainContext, Gadget
 from kmtr_stream.chain.registry import register
-from kmtr_stream.errors import DataError
 from kmtr_stream.kspace.buffer import NON_IMAGING_FLAGS
 from kmtr_stream.messages import DataFault, ErrorReport
 from kmtr_stream.validation import (
@@ -126,12 +125,11 @@ class InputValidationGadget(Gadget):
         text = (f"{where}{cause}: {detail} (slice {key[0]} phase {key[1]} repetition {key[2]} "
                 f"ky {ky}); readout {effect} (validation = {policy!r}); later readouts with "
                 "this fault are counted, not reported one by one")
-        self.context.logger.error("connection %s: %s: %s", self.context.connection_id,
-                                  self.id, text)
-        return ErrorReport(
-            code=DataError.code, message=text, gadget=self.id, message_index=index,
-            context={"cause": cause, "slice": key[0], "phase": key[1], "repetition": key[2],
-                     "kspace_encode_step_1": ky, "policy": policy},
+        return self.data_error(
+            text,
+            {"cause": cause, "slice": key[0], "phase": key[1], "repetition": key[2],
+             "kspace_encode_step_1": ky, "policy": policy},
+            index,
         )
 
     def flush(self) -> Iterable[Any]:

@@ -27,7 +27,6 @@ import numpy as np
 from kmtr_stream.backend import array_module, to_numpy
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
-from kmtr_stream.errors import DataError
 from kmtr_stream.kspace.prewhitening import (
     DEFAULT_RECEIVER_NOISE_BANDWIDTH,
     apply_prewhitening,
@@ -36,7 +35,7 @@ from kmtr_stream.kspace.prewhitening import (
     noise_covariance,
     prewhitening_matrix,
 )
-from kmtr_stream.messages import DataFault, ErrorReport
+from kmtr_stream.messages import DataFault
 from kmtr_stream.validation import NOISE
 
 
@@ -134,11 +133,8 @@ class NoisePrewhiteningGadget(Gadget):
         index = times.message_index if times is not None else None
         text = (f"noise calibration failed: {why}; the stream is analysed without "
                 f"prewhitening and every result is flagged {NOISE!r}")
-        self.context.logger.error("connection %s: %s: %s", self.context.connection_id,
-                                  self.id, text)
         return [
-            ErrorReport(code=DataError.code, message=text, gadget=self.id, message_index=index,
-                        context={"cause": NOISE}),
+            self.data_error(text, {"cause": NOISE}, index),
             DataFault(cause=NOISE, detail=why, key=None, message_index=index),
         ]
 

@@ -37,7 +37,7 @@ import ismrmrd
 from kmtr_stream.backend import array_module
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
-from kmtr_stream.errors import BufferEvictedError, DataError, GadgetError, LimitError
+from kmtr_stream.errors import BufferEvictedError, GadgetError, LimitError
 from kmtr_stream.kspace.buffer import (
     CALIBRATION_FLAGS,
     NON_IMAGING_FLAGS,
@@ -256,12 +256,10 @@ class SliceBufferGadget(Gadget):
         text = (f"slice {key.slice} phase {key.phase} repetition {key.repetition} refused: its "
                 f"readouts failed validation ({', '.join(causes)}; validation = {policy!r}); "
                 "no result for it")
-        self.context.logger.error("connection %s: %s: %s", self.context.connection_id,
-                                  self.id, text)
-        yield ErrorReport(
-            code=DataError.code, message=text, gadget=self.id,
-            context={"slice": key.slice, "phase": key.phase, "repetition": key.repetition,
-                     "causes": list(causes), "policy": policy, "refused": True},
+        yield self.data_error(
+            text,
+            {"slice": key.slice, "phase": key.phase, "repetition": key.repetition,
+             "causes": list(causes), "policy": policy, "refused": True},
         )
         yield SliceRefused(
             slice=key.slice, phase=key.phase, repetition=key.repetition,

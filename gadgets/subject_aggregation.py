@@ -49,7 +49,7 @@ from kmtr_stream.cardiac import (
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.conventions import PHENOTYPE_UNITS
-from kmtr_stream.errors import ConfigError, DataError
+from kmtr_stream.errors import ConfigError
 from kmtr_stream.label_images import add_meta, slice_meta, subject_meta
 from kmtr_stream.messages import DataFault, ErrorReport, Result, SliceRefused, SliceResult
 from kmtr_stream.validation import INCOMPLETE
@@ -227,10 +227,9 @@ class SubjectAggregationGadget(Gadget):
         if not self.final:
             text = (f"no subject result: all {len(self.refused)} slices that arrived were "
                     "refused by validation")
-            self.context.logger.error("connection %s: %s: %s", self.context.connection_id,
-                                      self.id, text)
-            return ErrorReport(code=DataError.code, message=text, gadget=self.id,
-                               context={"refused_pairs": sorted([s, p] for s, p in self.refused)})
+            return self.data_error(
+                text, {"refused_pairs": sorted([s, p] for s, p in self.refused)}
+            )
         # One ED/ES choice for the segmentation's phenotypes and the network's alike.
         ed, es = subject_phases(
             self.final, self.n_slices, self.n_phases, int(self.params.ed_phase)

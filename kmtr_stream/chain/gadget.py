@@ -20,9 +20,10 @@ from typing import Any, ClassVar, NamedTuple
 
 import ismrmrd.xsd
 
-from kmtr_stream.errors import KmtrError, ProtocolError
+from kmtr_stream.errors import DataError, KmtrError, ProtocolError
 from kmtr_stream.kspace.geometry import EncodingGeometry, encoding_geometry
 from kmtr_stream.limits import Limits
+from kmtr_stream.messages import ErrorReport
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,15 @@ class Gadget:
 
     def on_abort(self) -> None:
         """The stream was aborted (client vanished): release resources; nothing goes downstream."""
+
+    def data_error(
+        self, text: str, context: dict[str, Any], message_index: int | None = None
+    ) -> ErrorReport:
+        """The ERROR (code ``invalid_data``) of bad input data, logged once for this stream."""
+        self.context.logger.error("connection %s: %s: %s", self.context.connection_id,
+                                  self.id, text)
+        return ErrorReport(code=DataError.code, message=text, gadget=self.id,
+                           message_index=message_index, context=context)
 
 
 def param(
