@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from kmtr_stream.kspace.geometry import limit_count
+
 NON_FINITE = "non_finite_samples"
 COUNTER = "counter_out_of_range"
 DUPLICATE = "duplicate_line"
@@ -46,14 +48,6 @@ STRICT = "strict"
 LENIENT = "lenient"
 #: Line identities remembered for duplicate detection, per stream (oldest forgotten first).
 LEDGER_KEYS = 4096
-
-
-def _count(limits: Any, name: str) -> int:
-    """Counter values allowed by encoding limit ``name`` (1 when the header has none)."""
-    limit = getattr(limits, name, None) if limits is not None else None
-    if limit is None or limit.maximum is None:
-        return 1
-    return int(limit.maximum) + 1
 
 
 @dataclass(frozen=True)
@@ -86,7 +80,7 @@ class ReadoutLimits:
         coils = getattr(asi, "receiverChannels", None) if asi is not None else None
         return cls(
             n_ky=int(geometry.n_ky),
-            n_kz=_count(lim, "kspace_encoding_step_2"),
+            n_kz=limit_count(lim, "kspace_encoding_step_2"),
             n_slices=int(geometry.n_slices),
             n_phases=int(geometry.n_phases),
             n_repetitions=int(geometry.n_repetitions),

@@ -21,6 +21,11 @@ def _count(limit: Any) -> int:
     return int(limit.maximum) + 1
 
 
+def limit_count(limits: Any, name: str) -> int:
+    """Counter values allowed by encoding limit ``name`` (1 when the header has none)."""
+    return _count(_limit(limits, name))
+
+
 @dataclass(frozen=True)
 class EncodingGeometry:
     """What the k-space gadgets need from the header.

@@ -15,6 +15,7 @@ import pytest
 from kmtr_stream.chain.config import load_chain_config
 from kmtr_stream.messages import ErrorReport
 from kmtr_stream.transport.catalog import ChainCatalog
+from kmtr_stream.transport.client import StreamClient, ZmqStreamClient
 from kmtr_stream.transport.mrd_server import MrdServer
 from kmtr_stream.transport.zmq_server import ZmqServer
 
@@ -165,3 +166,10 @@ def errors(msgs: list[Any]) -> list[ErrorReport]:
 def acqs_of(msgs: list[Any]) -> list[ismrmrd.Acquisition]:
     """The acquisitions among ``msgs``."""
     return [m for m in msgs if isinstance(m, ismrmrd.Acquisition)]
+
+
+def zmq_client(server: ZmqServer) -> ZmqStreamClient:
+    """A ZeroMQ stream client connected to ``server``."""
+    client = StreamClient.connect(server.endpoint)
+    assert isinstance(client, ZmqStreamClient)
+    return client

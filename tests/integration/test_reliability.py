@@ -19,7 +19,7 @@ from kmtr_stream.codec.zmq_packed import decode_message
 from kmtr_stream.limits import Limits
 from kmtr_stream.messages import Close, MessageId, Text, XmlHeader
 from kmtr_stream.transport.catalog import ChainCatalog
-from kmtr_stream.transport.client import MrdStreamClient, StreamClient, ZmqStreamClient
+from kmtr_stream.transport.client import MrdStreamClient
 from kmtr_stream.transport.mrd_server import MrdServer
 from kmtr_stream.transport.zmq_io import recv_frames
 from kmtr_stream.transport.zmq_server import ZmqServer
@@ -31,15 +31,10 @@ from tests.integration.conftest import (
     make_header_xml,
     same_acquisition,
     wait_for,
+    zmq_client,
 )
 
 XML = make_header_xml()
-
-
-def _zmq(server: ZmqServer) -> ZmqStreamClient:
-    client = StreamClient.connect(server.endpoint)
-    assert isinstance(client, ZmqStreamClient)
-    return client
 
 
 def _mrd(server: MrdServer) -> MrdStreamClient:
@@ -76,7 +71,7 @@ def test_witness_gets_all_results_while_a_flooder_is_connected(catalog: ChainCat
         with server, _flooder(ctx, server.endpoint, 3000):
             # The flooder's outbox fills: its input is held, nothing else waits on it.
             assert wait_for(lambda: any(o.full for o in server.outboxes.values()))
-            with _zmq(server) as witness:
+            with zmq_client(server) as witness:
                 witness.send(XmlHeader(XML))
                 witness.send_many(acqs)
                 witness.send(Close())
@@ -112,7 +107,7 @@ def test_flooder_is_dropped_after_the_stall_timeout(
 def test_fixed_routing_id_reconnecting_gets_a_fresh_session(zmq_server: ZmqServer) -> None:
     acqs = make_acquisitions(n_slices=1)
     for attempt in range(2):
-        client = _zmq(zmq_server)
+        client = zmq_client(zmq_server)
         client.close()  # replace its socket by one with a fixed routing id
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.linger = 0
@@ -188,7 +183,7 @@ def test_header_beyond_the_limits_is_refused_before_a_chain_starts(
     zmq_server: ZmqServer, caplog: pytest.LogCaptureFixture, xml: str, needle: str
 ) -> None:
     acqs = make_acquisitions(n_slices=1)
-    with _zmq(zmq_server) as client:
+    with zmq_client(zmq_server) as client:
         client.send(XmlHeader(xml))
         client.send_many(acqs)
         client.send(Close())
@@ -214,7 +209,7 @@ def test_mrd_header_over_max_header_bytes_is_refused_before_reading(
 
 def test_connections_beyond_max_connections_are_refused(catalog: ChainCatalog) -> None:
     server = ZmqServer(catalog, "tcp://127.0.0.1:0", limits=Limits().replace(max_connections=1))
-    with server, _zmq(server) as first, _zmq(server) as second:
+    with server, zmq_client(server) as first, zmq_client(server) as second:
         first.send(XmlHeader(XML))
         assert wait_for(lambda: len(server.sessions) == 1)
         second.send(XmlHeader(XML))
@@ -229,7 +224,7 @@ def test_client_text_cannot_forge_a_log_line(
 ) -> None:
     caplog.set_level(logging.INFO, logger="kmtr_stream")
     forged = "hello\n2026-01-01 00:00:00 ERROR kmtr_stream: forged" + "x" * 10_000
-    with _zmq(zmq_server) as client:
+    with zmq_client(zmq_server) as client:
         client.send_many([Text(forged), XmlHeader(XML), Close()])
         client.receive_until_close(REPLY_TIMEOUT_S)
     (line,) = [r.getMessage() for r in caplog.records if "text before header" in r.getMessage()]

@@ -14,7 +14,6 @@ import pytest
 
 from kmtr_stream.codec.zmq_frames import encode_frames, frame_header
 from kmtr_stream.messages import Close, ConfigFile, Text, XmlHeader
-from kmtr_stream.transport.client import StreamClient, ZmqStreamClient
 from kmtr_stream.transport.dataset_io import read_dataset, stream_dataset
 from kmtr_stream.transport.zmq_server import ZmqServer
 from tests.integration.conftest import (
@@ -25,15 +24,10 @@ from tests.integration.conftest import (
     make_header_xml,
     same_acquisition,
     wait_for,
+    zmq_client,
 )
 
 XML = make_header_xml()
-
-
-def zmq_client(server: ZmqServer) -> ZmqStreamClient:
-    client = StreamClient.connect(server.endpoint)
-    assert isinstance(client, ZmqStreamClient)
-    return client
 
 
 @pytest.mark.parametrize("pack", [1, 16])
