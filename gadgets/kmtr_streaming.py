@@ -14,6 +14,10 @@ Protocols whose phase-encode field of view differs from the model's (ky lines
 interpolated, not mapped line for line) take the batch path of
 ``slice_buffer`` -> ``model_grid`` -> ``kmtr_inference`` inside the gadget, with
 the same outputs; ``describe_state`` says which path a stream takes.
+
+Validation is the batch chain's: ``input_validation``'s ``DataFault`` messages go to
+the same slice buffer, which flags (lenient) or refuses (strict) the slice; a refused
+slice's running ky-mix is dropped with it.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import BufferEvictedError, GadgetError, KmtrError
 from kmtr_stream.kspace.buffer import NON_IMAGING_FLAGS, BufferKey
 from kmtr_stream.kspace.triggers import MODES
-from kmtr_stream.messages import ErrorReport, SliceKSpace, XmlHeader
+from kmtr_stream.messages import DataFault, ErrorReport, SliceKSpace, SliceRefused, XmlHeader
 from kmtr_stream.model.batching import CombiningBatcher, shared_batcher
 from kmtr_stream.model.networks import KMTRModel
 from kmtr_stream.model.streaming import (
@@ -98,7 +102,7 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             doc="most slices in one forward pass (shared by every stream on the model)",
         )
 
-    handles: ClassVar[tuple[type, ...]] = (ismrmrd.Acquisition, XmlHeader)
+    handles: ClassVar[tuple[type, ...]] = (ismrmrd.Acquisition, XmlHeader, DataFault)
 
     def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
         super().__init__(gadget_id, params, context)
@@ -135,6 +139,10 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
     def process(self, message: Any) -> Iterable[Any]:
         if isinstance(message, XmlHeader):
             yield from self.grid.process(message)
+            return
+        if isinstance(message, DataFault):
+            # input_validation's verdict: the slice buffer flags or refuses the slice
+            yield from self._handle(self.buffer.process(message))
             return
         acq: ismrmrd.Acquisition = message
         plan = self.plan
@@ -179,6 +187,8 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
                 if isinstance(out, ErrorReport) and out.code == BufferEvictedError.code:
                     c = out.context
                     self.open.pop(BufferKey(c["slice"], c["phase"], c["repetition"]), None)
+                elif isinstance(out, SliceRefused):
+                    self.open.pop(BufferKey(out.slice, out.phase, out.repetition), None)
                 passed.append(out)
         yield from passed
         if not ready:

@@ -176,6 +176,9 @@ class SliceBufferGadget(Gadget):
         #: Causes that affect every slice from now on (a failed noise calibration).
         self.stream_flags: set[str] = set()
         self.refused = 0
+        #: Slices refused by a resource limit: one ERROR each, their later lines dropped.
+        self.over_limit: set[BufferKey] = set()
+        self.over_limit_lines = 0
 
     def _expected_buffers(self) -> int:
         return self.geo.n_slices * self.geo.n_phases * self.geo.n_repetitions
@@ -329,8 +332,16 @@ class SliceBufferGadget(Gadget):
             if key in self.store.closed:
                 self._drop(key)
                 return
+            if key in self.over_limit:
+                self.over_limit_lines += 1  # its one ERROR was sent with its first line
+                return
             coils, kx = int(acq.active_channels), int(acq.number_of_samples)
-            self._check_allocation(key, coils, kx)
+            try:
+                self._check_allocation(key, coils, kx)
+            except LimitError:
+                if len(self.over_limit) < 1 << 16:  # bounded, like every per-stream record
+                    self.over_limit.add(key)
+                raise
             buf, evicted = self.store.open_buffer(key, coils, kx)
             if evicted is not None:
                 self._geometry.pop(evicted.key, None)

@@ -83,6 +83,13 @@ class TrainSettings:
         head_refit_subjects: training subjects whose features the refit uses.
         backend: torch.distributed backend when launched under torchrun.
         progress: show tqdm progress bars.
+        init_weights: exported weights (a shipped name such as "default" or a file stem)
+            that a fresh run starts from instead of a random initialisation: a second
+            training stage on new subjects. Same kind and architecture; the phenotype
+            standardisation is taken from them so the heads keep their units. A
+            checkpoint of the run itself still takes precedence (resume).
+        image_init_weights: for kind "kmtr": exported image weights (e.g. "upper", the
+            image branch of the earlier run) that the image branch starts from.
     """
 
     kind: str = "kmtr"
@@ -118,6 +125,8 @@ class TrainSettings:
     head_refit_subjects: int = 600
     backend: str = "gloo"
     progress: bool = True
+    init_weights: str = ""
+    image_init_weights: str = ""
 
 
 @dataclass(frozen=True)

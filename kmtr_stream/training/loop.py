@@ -33,6 +33,44 @@ def build_model(cfg: TrainConfig) -> SliceModel:
     return ImageModel(cfg.model)
 
 
+def warm_start(model: SliceModel, st: TrainSettings) -> tuple[np.ndarray, np.ndarray] | None:
+    """Load ``st.init_weights`` (and the image branch's) into ``model``.
+
+    Returns the phenotype mean/std of the loaded weights, or None without
+    ``init_weights``. A kind or architecture that differs is a ConfigError: a
+    silent partial load would train from a half-random network.
+    """
+    from kmtr_stream.errors import ConfigError
+    from kmtr_stream.model.io import read_weights
+
+    pairs: list[tuple[str, SliceModel]] = []
+    if st.init_weights:
+        pairs.append((st.init_weights, model))
+    if st.image_init_weights:
+        branch = model.image_branch if isinstance(model, KMTRModel) else None
+        if not isinstance(branch, ImageModel):
+            raise ConfigError("[train] image_init_weights needs kind 'kmtr' with its image branch")
+        pairs.append((st.image_init_weights, branch))
+    stats: tuple[np.ndarray, np.ndarray] | None = None
+    for name, target in pairs:
+        src = read_weights(name, device="cpu")
+        theirs, ours = src.net.cfg.to_dict(), target.cfg.to_dict()
+        differ = {k: (theirs[k], ours[k]) for k in ours if theirs.get(k) != ours[k]}
+        if src.kind != target.kind or differ:
+            raise ConfigError(
+                f"[train] warm start from {name!r}: its {src.kind} model is not this run's "
+                f"{target.kind} model (field: weights' value, run's value) {differ}"
+            )
+        missing, unexpected = target.load_state_dict(src.net.state_dict(), strict=False)
+        left = [k for k in missing if not k.startswith(("image_branch.", "probe."))]
+        if left or unexpected:
+            raise ConfigError(f"[train] warm start from {name!r}: missing {left}, "
+                              f"unexpected {unexpected}")
+        if target is model:
+            stats = (src.phen_mean.astype(np.float32), src.phen_std.astype(np.float32))
+    return stats
+
+
 def param_groups(model: torch.nn.Module, st: TrainSettings) -> list[dict[str, Any]]:
     """AdamW groups: the k-space transforms at ``frontend_lr_scale`` without decay."""
     transforms = [p for n, p in model.named_parameters() if n in ("frontend.wx", "frontend.wy")]
@@ -97,7 +135,11 @@ class Trainer:
         self.phen_mean = self.train_set.phenotypes.mean(axis=0)
         self.phen_std = self.train_set.phenotypes.std(axis=0) + 1e-3
         torch.manual_seed(st.seed)
-        self.model = build_model(cfg).to(self.dist.device)
+        self.model = build_model(cfg)
+        stats = warm_start(self.model, st)
+        if stats is not None:
+            self.phen_mean, self.phen_std = stats
+        self.model.to(self.dist.device)
         self.step_module: torch.nn.Module = TrainStep(self.model, st)
         if self.dist.initialised:
             ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None

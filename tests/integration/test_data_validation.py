@@ -1,7 +1,8 @@
 """Bad data over real sockets: refused (strict) or flagged (lenient), never a plausible answer.
 
-A small simulated scan (2 slices x 2 phases, 4 coils) streams through the k-MTR chain
-on the shipped weights over ZeroMQ on 127.0.0.1; each test damages it one way.
+A small simulated scan (2 slices x 2 phases, 4 coils) streams through the k-MTR chains
+(the batch chain and the streaming one, which share the validation policy) on the
+shipped weights over ZeroMQ on 127.0.0.1; each test damages it one way.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ PAIRS = [(s, p) for s in range(CFG.n_slices) for p in range(CFG.n_phases)]
 TIMEOUT_S = 240.0
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ZmqServer]:
-    spec = load_chain_config(ROOT / "configs" / "kmtr.toml")
+@pytest.fixture(scope="module", params=["kmtr.toml", "kmtr_streaming.toml"])
+def server(request: pytest.FixtureRequest) -> Iterator[ZmqServer]:
+    spec = load_chain_config(ROOT / "configs" / request.param)
     lenient = dataclasses.replace(
         spec, name="lenient", inputs=dataclasses.replace(spec.inputs, validation="lenient"))
     catalog = ChainCatalog({"kmtr": spec, "lenient": lenient}, default="kmtr")
@@ -219,3 +220,23 @@ def test_header_limits_the_data_never_fill_flag_the_subject(
     assert subject is not None and subject["flagged"] is True
     assert subject["flags"] == ["incomplete"] and subject["n_missing"] == 128 * 256 - 4
     assert len(subject["missing"]) == 256  # listed up to a cap, counted in full
+
+
+def test_slices_over_max_buffered_bytes_get_one_error_each_not_one_per_readout(
+    scan: Any,
+) -> None:
+    from kmtr_stream.limits import Limits
+
+    xml, acqs = scan
+    spec = load_chain_config(ROOT / "configs" / "kmtr.toml")
+    catalog = ChainCatalog({"kmtr": spec}, default="kmtr")
+    limits = Limits().replace(max_buffered_bytes=1 << 10)
+    with ZmqServer(catalog, "tcp://127.0.0.1:0", close_timeout_s=TIMEOUT_S,
+                   limits=limits) as srv:
+        out = run(srv, xml, acqs)
+    assert out.slices == {}  # none analysed from a buffer that was never allocated
+    hit = [e for e in out.errors if e.code == "limit"]
+    assert len(hit) == len(PAIRS) == len(out.errors)
+    assert all("limit max_buffered_bytes=1024 reached" in e.message for e in hit)
+    assert sorted(e.message.split("slice buffer ")[1].split(" of ")[0] for e in hit) == [
+        f"slice={s} phase={p} repetition=0" for s, p in PAIRS]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -10,11 +11,13 @@ import numpy as np
 import pytest
 
 from gadgets.slice_buffer import SliceBufferGadget
+from kmtr_stream.errors import LimitError
 from kmtr_stream.kspace.normalisation import (
     calibration_slice,
     compress_and_normalise,
     normalise_kspace,
 )
+from kmtr_stream.limits import Limits
 from kmtr_stream.messages import ErrorReport, SliceKSpace
 from tests.unit.kspace_streams import (
     acquisition,
@@ -215,3 +218,45 @@ def test_voxel_dz_is_slice_spacing() -> None:
     ctx = context(header_xml(5, 5, 4, fov_mm=fov))  # no spacing: the slice thickness
     (m,) = list(make(SliceBufferGadget, ctx).process(acq))
     assert m.voxel_size_mm[2] == 8.0
+
+
+def _limited(limits: Limits, **params: Any) -> SliceBufferGadget:
+    ctx = dataclasses.replace(context(header_xml(5, 5, 8, n_slices=3)), limits=limits)
+    return make(SliceBufferGadget, ctx, trigger="last_in_slice", normalise=False, **params)
+
+
+def test_max_buffered_bytes_refuses_the_new_buffer_before_allocating_and_keeps_the_rest() -> None:
+    rng = np.random.default_rng(11)
+    probe = _limited(Limits())
+    one = 2 * probe.store.n_ky * 5 * 8  # a 2-coil buffer of complex64
+    g = _limited(Limits(max_buffered_bytes=2 * one))
+    for s in (0, 1):
+        assert list(g.process(acquisition(_kspace(rng, (2, 5)), ky=1, slice_=s))) == []
+    with pytest.raises(LimitError) as err:
+        list(g.process(acquisition(_kspace(rng, (2, 5)), ky=1, slice_=2)))
+    assert err.value.limit == "max_buffered_bytes" and err.value.value == 2 * one
+    assert "slice=2" in str(err.value) and f"({one} bytes)" in str(err.value)
+    assert g.store.bytes_open() == 2 * one  # nothing was allocated for the refused slice
+    # its later lines are dropped without an ERROR each
+    assert list(g.process(acquisition(_kspace(rng, (2, 5)), ky=3, slice_=2))) == []
+    assert g.over_limit_lines == 1
+    out = list(g.flush())  # the two valid slices still come out, whole
+    assert [(m.slice, m.lines_used) for m in out] == [(0, 1), (1, 1)]
+
+
+def test_max_coils_refuses_a_readout_with_more_channels() -> None:
+    g = _limited(Limits(max_coils=1))
+    with pytest.raises(LimitError) as err:
+        list(g.process(acquisition(_kspace(np.random.default_rng(0), (2, 5)), ky=0)))
+    assert err.value.limit == "max_coils" and "2 coils" in str(err.value)
+    assert g.store.bytes_open() == 0
+
+
+def test_max_open_buffers_server_limit_caps_the_gadget_parameter() -> None:
+    g = _limited(Limits(max_open_buffers=1), max_open_buffers=8)
+    rng = np.random.default_rng(2)
+    out = [m for s in (0, 1) for m in g.process(acquisition(_kspace(rng, (2, 5)), ky=0, slice_=s))]
+    (rep,) = out  # the second buffer evicts the first, reported
+    assert isinstance(rep, ErrorReport) and rep.code == "evicted"
+    assert rep.context == {"slice": 0, "phase": 0, "repetition": 0, "lines": 1}
+    assert "max_open_buffers (server limit)=1 reached" in rep.message

@@ -221,3 +221,44 @@ def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch() -> None:
     own = {"kind", "image_input", "out_dir", "w_align", "w_dense_align", "threads"}
     kt, rt = k.train.__dict__, r.train.__dict__
     assert {f for f in kt if kt[f] != rt[f]} <= own
+
+
+def _export_random(cfg: TrainConfig, stem: Path, seed: int) -> dict[str, torch.Tensor]:
+    """Export a randomly initialised ``cfg`` network (and the kmtr run's image branch)."""
+    from kmtr_stream.model.io import export_weights
+    from kmtr_stream.model.networks import ImageModel, KMTRModel
+    from kmtr_stream.training.loop import build_model
+
+    torch.manual_seed(seed)
+    net = build_model(cfg)
+    meta = {"phenotype_mean": list(np.arange(9.0) + 1), "phenotype_std": [2.0] * 9}
+    export_weights(stem, net, meta)
+    if isinstance(net, KMTRModel) and isinstance(net.image_branch, ImageModel):
+        export_weights(stem.with_name("image"), net.image_branch, meta)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_warm_start_loads_both_branches_and_their_units(tiny: TrainConfig, tmp_path: Path) -> None:
+    source = _export_random(tiny, tmp_path / "src" / "model", seed=123)
+    cfg = _with(tiny, tmp_path / "run", init_weights=str(tmp_path / "src" / "model"),
+                image_init_weights=str(tmp_path / "src" / "image"))
+    tr = Trainer(cfg, resume=False)
+    state = tr.model.state_dict()
+    for k, v in source.items():
+        if not k.startswith("probe."):  # training-only, not exported
+            assert torch.equal(state[k], v), k
+    np.testing.assert_array_equal(tr.phen_mean, np.arange(9.0) + 1)
+    np.testing.assert_array_equal(tr.phen_std, 2.0)
+    fresh = Trainer(_with(tiny, tmp_path / "fresh"), resume=False)
+    assert not torch.equal(fresh.model.state_dict()["trunk.seg.weight"], source["trunk.seg.weight"])
+
+
+def test_warm_start_from_another_architecture_is_refused(tiny: TrainConfig, tmp_path: Path) -> None:
+    from kmtr_stream.errors import ConfigError
+
+    wide = replace(tiny, model=replace(tiny.model, latent_dim=tiny.model.latent_dim * 2))
+    _export_random(wide, tmp_path / "wide" / "model", seed=0)
+    cfg = _with(tiny, tmp_path / "run", init_weights=str(tmp_path / "wide" / "model"))
+    d = tiny.model.latent_dim
+    with pytest.raises(ConfigError, match=rf"'latent_dim': \({2 * d}, {d}\)"):
+        Trainer(cfg, resume=False)
