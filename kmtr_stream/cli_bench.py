@@ -167,6 +167,8 @@ def format_report(report: dict[str, Any]) -> str:
             lambda c, m=mode: c[m]["first_result_s"]["median"])
         row(f"{mode}: readouts/s", lambda c, m=mode: c[m]["readouts_per_s"])
         row(f"{mode}: slices/s", lambda c, m=mode: c[m]["slices_per_s"])
+        row(f"{mode}: failed streams (no CLOSE in time)",
+            lambda c, m=mode: c[m]["failed_streams"])
     row("network alone: slices/s", lambda c: c["network_alone_slices_per_s"])
     row("unpaced slices/s / network alone", lambda c: c["unpaced_share_of_network_alone"])
     row("peak RSS (MB)", lambda c: c["peak_rss_mb"])

@@ -63,10 +63,18 @@ def stream_figures(replies: list[Any], arrival_s: list[float], send_s: float,
 
 
 def chain_summary(streams: list[dict[str, Any]]) -> dict[str, Any]:
-    """Distributions over the streams of one chain in one mode (paced or unpaced)."""
+    """Distributions over the streams of one chain in one mode (paced or unpaced).
+
+    Streams that failed (``"failed"``: no CLOSE in time) are counted in
+    ``failed_streams`` with their first errors and enter no distribution.
+    """
+    failed = [s for s in streams if s.get("failed")]
+    streams = [s for s in streams if not s.get("failed")]
     wall = sum(s["wall_s"] for s in streams)
     return {
         "streams": len(streams),
+        "failed_streams": len(failed),
+        "failures": [s["error"] for s in failed[:4]],
         "post_last_line_ms": dist([x for s in streams for x in s["post_last_line_ms"]]),
         "post_last_line_samples_ms": [round(x, 3) for s in streams for x in s["post_last_line_ms"]],
         "first_result_s": dist([s["first_result_s"] for s in streams

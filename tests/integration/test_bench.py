@@ -59,3 +59,30 @@ def test_stream_figures_from_replies() -> None:
     assert fig["first_result_s"] == 1.5 and fig["subject_after_last_readout_ms"] == 4.0
     assert fig["slices"] == 2 and fig["wall_s"] == pytest.approx(2.004)
     assert dist([1.0, 2.0, 3.0])["median"] == 2.0
+
+
+def test_a_chain_that_never_closes_is_counted_as_failed_not_a_crash() -> None:
+    import zmq
+
+    from kmtr_stream.bench.run import simulate, stream_all
+    from kmtr_stream.bench.stats import chain_summary
+    from simulator.config import SimConfig
+
+    cfg = SimConfig(accel=4, n_slices=2, n_phases=2)
+    scans = simulate(1, 0, cfg)
+    ctx = zmq.Context()
+    hung = ctx.socket(zmq.ROUTER)  # reads everything, answers nothing: an overloaded chain
+    hung.linger = 0
+    port = hung.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        out = stream_all(f"tcp://127.0.0.1:{port}", scans, cfg, False, 2, timeout_s=1.0)
+    finally:
+        hung.close()
+        ctx.term()
+    assert len(out) == 2 and all(s["failed"] for s in out)
+    assert all("no CLOSE within" in s["error"] for s in out)
+    ok = stream_figures([Result("slice", {"timings_ms": {"post_last_line": 3.0}})], [0.01],
+                        send_s=1.0, readouts=10)
+    summary = chain_summary([ok, *out])
+    assert summary["streams"] == 1 and summary["failed_streams"] == 2
+    assert summary["post_last_line_ms"]["count"] == 1 and len(summary["failures"]) == 2
