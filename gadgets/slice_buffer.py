@@ -339,7 +339,7 @@ class SliceBufferGadget(Gadget):
             try:
                 self._check_allocation(key, coils, kx)
             except LimitError:
-                if len(self.over_limit) < 1 << 16:  # bounded, like every per-stream record
+                if len(self.over_limit) < 1 << 16:  # ever-new keys cannot grow it unbounded
                     self.over_limit.add(key)
                 raise
             buf, evicted = self.store.open_buffer(key, coils, kx)

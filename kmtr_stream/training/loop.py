@@ -41,7 +41,7 @@ def warm_start(model: SliceModel, st: TrainSettings) -> tuple[np.ndarray, np.nda
     silent partial load would train from a half-random network.
     """
     from kmtr_stream.errors import ConfigError
-    from kmtr_stream.model.io import read_weights
+    from kmtr_stream.model.io import TRAINING_ONLY, read_weights
 
     pairs: list[tuple[str, SliceModel]] = []
     if st.init_weights:
@@ -62,7 +62,7 @@ def warm_start(model: SliceModel, st: TrainSettings) -> tuple[np.ndarray, np.nda
                 f"{target.kind} model (field: weights' value, run's value) {differ}"
             )
         missing, unexpected = target.load_state_dict(src.net.state_dict(), strict=False)
-        left = [k for k in missing if not k.startswith(("image_branch.", "probe."))]
+        left = [k for k in missing if not k.startswith(TRAINING_ONLY)]  # never exported
         if left or unexpected:
             raise ConfigError(f"[train] warm start from {name!r}: missing {left}, "
                               f"unexpected {unexpected}")
