@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import threading
@@ -54,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true",
                         help="let MRD/TCP listen on a non-loopback address (it has no "
                              "authentication; refused without this flag)")
+    parser.add_argument("--live", action="store_true",
+                        help="live terminal view: a row per slice result as it is sent, the "
+                             "latency sparkline and the latest subject results (logs print "
+                             "above it)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch/OpenMP threads (set explicitly: see process_tuning)")
@@ -83,9 +88,22 @@ def run(args: argparse.Namespace) -> int:
     from kmtr_stream.process_tuning import set_threads
 
     set_threads(args.threads)
-    handler = logging.StreamHandler()
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    view = None
+    handler: logging.Handler
+    if args.live:
+        from rich.logging import RichHandler
+
+        from kmtr_stream.demo.live import LiveView
+
+        view = LiveView(source_name="connection", max_rows=16)
+        # Log lines print above the live view instead of through it.
+        handler = RichHandler(console=view.console, show_path=False, markup=False)
+        handler.setFormatter(SafeFormatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    observer = view.observe if view is not None else None
     try:
         catalog = ChainCatalog.from_paths(args.configs)
         limits = parse_limits(args.limit, idle_timeout_s=args.idle_timeout_s,
@@ -102,11 +120,12 @@ def run(args: argparse.Namespace) -> int:
         if args.zmq.lower() != "none":
             servers.append(ZmqServer(catalog, args.zmq, idle_timeout_s=args.idle_timeout_s,
                                      trace=args.trace, pack_max=args.zmq_pack, curve=curve,
-                                     limits=limits))
+                                     limits=limits, observer=observer))
         if args.mrd.lower() != "none":
             servers.append(MrdServer(catalog, args.mrd, trace=args.trace,
                                      results=args.mrd_results,
-                                     allow_remote=args.allow_remote, limits=limits))
+                                     allow_remote=args.allow_remote, limits=limits,
+                                     observer=observer))
         if not servers:
             log.error("both endpoints disabled; nothing to serve")
             return 2
@@ -121,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    with view if view is not None else contextlib.nullcontext():
+        stop.wait()
     log.info("draining (at most %g s)", limits.drain_timeout_s)
     # Both endpoints drain at once, so the bound holds for the server as a whole.
     drains = [threading.Thread(target=server.drain, name=f"drain-{i}")

@@ -10,7 +10,7 @@ itself never imports the transport.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +64,7 @@ def stream_scan(
     pace: bool = True,
     chain: str | None = None,
     timeout_s: float = 120.0,
+    on_reply: Callable[[WireMessage], None] | None = None,
 ) -> StreamReport:
     """Stream ``scan`` to ``url`` and collect the replies.
 
@@ -74,24 +75,53 @@ def stream_scan(
         pace: send one readout per TR (real time) instead of as fast as possible.
         chain: server-side chain to select with CONFIG_FILE, or None for the default.
         timeout_s: how long to wait for the server's CLOSE after the last readout.
+        on_reply: called with each reply as it arrives; with it, replies are also
+            taken while sending, so a live view shows results during the scan.
 
     Raises:
         ClientTimeoutError: no CLOSE within ``timeout_s`` (``received`` holds what came).
     """
     report = StreamReport()
+    received_at: list[float] = []
     acqs: Iterable[ismrmrd.Acquisition] = scan.acquisitions(cfg)
     if pace:
         acqs = paced(acqs, cfg.tr_ms / 1000.0)
     with StreamClient.connect(url) as client:
+
+        def take(msg: WireMessage) -> None:
+            report.replies.append(msg)
+            received_at.append(time.perf_counter())
+            if on_reply is not None:
+                on_reply(msg)
+
+        closed_early = False
+
+        def taking_replies(items: Iterable[ismrmrd.Acquisition]) -> Iterator[ismrmrd.Acquisition]:
+            # Same thread as the sends (a ZeroMQ socket is not thread-safe): poll between them.
+            nonlocal closed_early
+            for acq in items:
+                while (msg := client.receive(0.0)) is not None:
+                    if isinstance(msg, Close):  # the server ended the stream: stop sending
+                        closed_early = True
+                        return
+                    take(msg)
+                yield acq
+
         t0 = time.perf_counter()
         if chain is not None:
             client.send(ConfigFile(chain))
         client.send(XmlHeader(scan.xml(cfg)))
+        if on_reply is not None:
+            acqs = taking_replies(acqs)
         # Unpaced, the whole scan is in hand: pack it; paced, each readout leaves at once.
         report.sent = 1 + client.send_many(acqs, pack=1 if pace else 16)
-        client.send(Close())
+        if not closed_early:
+            client.send(Close())
         t_end = time.perf_counter()
         report.send_s = t_end - t0
+        report.arrival_s = [t - t_end for t in received_at]
+        if closed_early:
+            return report
         deadline = t_end + timeout_s
         while True:
             left = deadline - time.perf_counter()
@@ -103,8 +133,8 @@ def stream_scan(
                 )
             if isinstance(msg, Close):
                 return report
-            report.replies.append(msg)
-            report.arrival_s.append(time.perf_counter() - t_end)
+            take(msg)
+            report.arrival_s.append(received_at[-1] - t_end)
 
 
 def save_replies(report: StreamReport, out_dir: str | Path, header_xml: str | None = None) -> Path:

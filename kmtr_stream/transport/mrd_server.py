@@ -30,7 +30,7 @@ from kmtr_stream.limits import Limits, check_admission, release_memory, rss_byte
 from kmtr_stream.messages import WireMessage
 from kmtr_stream.transport.bind_policy import check_mrd_bind
 from kmtr_stream.transport.catalog import ChainCatalog
-from kmtr_stream.transport.session import State, StreamSession
+from kmtr_stream.transport.session import Observer, State, StreamSession
 
 log = logging.getLogger("kmtr_stream.transport.mrd")
 
@@ -89,6 +89,7 @@ class MrdServer:
             sizes, connections); default ``Limits()``.
         allow_remote: listen on a non-loopback address (refused otherwise: MRD/TCP
             has no authentication); logged as a loud warning.
+        observer: sees every stream's chain outputs (``session.Observer``).
 
     Example::
 
@@ -106,8 +107,10 @@ class MrdServer:
         results: str = STANDARD,
         limits: Limits | None = None,
         allow_remote: bool = False,
+        observer: Observer | None = None,
     ) -> None:
         self.limits = limits or Limits()
+        self.observer = observer
         if results not in RESULTS_MODES:
             raise ConfigError(f"results mode {results!r} is not one of {', '.join(RESULTS_MODES)}")
         self.results = results
@@ -224,6 +227,7 @@ class MrdServer:
         session = StreamSession(
             self.catalog, cid, send=sender, trace=self.trace,
             close_timeout_s=self.close_timeout_s, background_end=False, results=self.results,
+            observer=self.observer,
             limits=self.limits,
         )
         with self._lock:

@@ -59,6 +59,8 @@ from kmtr_stream.transport.catalog import ChainCatalog, message_policy
 log = logging.getLogger("kmtr_stream.transport")
 
 _DATA_TYPES = (ismrmrd.Acquisition, ismrmrd.Image, ismrmrd.Waveform)
+#: Sees every chain output a stream sends (connection id, message), e.g. ``serve --live``.
+Observer = Callable[[str, Any], None]
 _ACQUISITION = ismrmrd.Acquisition
 
 
@@ -95,6 +97,8 @@ class StreamSession:
             must never block); False ends them in the caller's thread.
         results: default results mode, "msgpack" or "standard" (see module doc).
         limits: resource limits (header sizes, slice buffers, log text length).
+        observer: called with (connection id, output) for every chain output, in
+            the chain's thread, before it is sent; it must be quick and thread-safe.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class StreamSession:
         background_end: bool = False,
         results: str = MSGPACK,
         limits: Limits | None = None,
+        observer: Observer | None = None,
     ) -> None:
         if results not in RESULTS_MODES:
             raise ConfigError(f"results mode {results!r} is not one of {', '.join(RESULTS_MODES)}")
@@ -115,6 +120,7 @@ class StreamSession:
         self.limits = limits or Limits()
         self.connection_id = connection_id
         self._send = send
+        self._observer = observer
         self._on_ended = on_ended
         self._trace = trace
         self.close_timeout_s = close_timeout_s
@@ -267,6 +273,13 @@ class StreamSession:
         self._send(to_standard(msg) if self._standard else msg)
 
     def _send_output(self, msg: Any) -> None:
+        if self._observer is not None:
+            try:
+                self._observer(self.connection_id, msg)
+            except Exception:  # a display must never cost the client its results
+                log.exception("connection %s: output observer failed; detached",
+                              self.connection_id)
+                self._observer = None
         try:
             self._out(msg)
         except ProtocolError as exc:

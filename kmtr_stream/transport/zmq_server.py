@@ -66,7 +66,7 @@ from kmtr_stream.transport.bind_policy import check_zmq_bind
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.fd_owners import FdOwners
 from kmtr_stream.transport.outbox import Ended, PeerOutbox
-from kmtr_stream.transport.session import State, StreamSession
+from kmtr_stream.transport.session import Observer, State, StreamSession
 from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
 
 log = logging.getLogger("kmtr_stream.transport.zmq")
@@ -114,6 +114,7 @@ class ZmqServer:
         hwm: libzmq's per-peer queue in messages, each direction.
         curve: CurveZMQ keys (``curve_auth.ServerCurve``): only allow-listed clients get
             in, refusals are logged; None: no authentication (loopback is advised).
+        observer: sees every stream's chain outputs (``session.Observer``).
 
     Example::
 
@@ -141,8 +142,10 @@ class ZmqServer:
         limits: Limits | None = None,
         hwm: int = HWM,
         curve: curve_auth.ServerCurve | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.limits = limits or Limits()
+        self.observer = observer
         self.catalog = catalog
         self._bind = endpoint
         self.idle_timeout_s = (
@@ -425,6 +428,7 @@ class ZmqServer:
             on_ended=lambda: self._post(outbox, Ended(session)),
             trace=self.trace,
             close_timeout_s=self.close_timeout_s,
+            observer=self.observer,
             background_end=True,
             limits=self.limits,
         )
