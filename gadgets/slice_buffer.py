@@ -22,6 +22,12 @@ such a slice are skipped. Under ``"lenient"``, and for causes that only flag (a
 failed noise calibration, which affects every later slice), the slice is
 emitted with the causes in ``SliceKSpace.flags``. A slice with faults and no
 line that could be used gets its ERROR at its last line or at end of stream.
+
+Resource limits (``max_coils``, ``max_buffered_bytes``): a slice whose buffer
+they refuse is never allocated. It gets one ERROR (code ``limit``, naming the
+limit, its value and the slice) at its first line; its later lines are dropped
+and counted, and at its last line (or at end of stream) a ``SliceRefused``
+whose cause is the limit's name, so the subject result lists it as refused.
 """
 
 from __future__ import annotations
@@ -179,6 +185,8 @@ class SliceBufferGadget(Gadget):
         #: Slices refused by a resource limit: one ERROR each, their later lines dropped.
         self.over_limit: set[BufferKey] = set()
         self.over_limit_lines = 0
+        #: Limit-refused slices whose SliceRefused has not gone out yet, with the limit.
+        self._limit_pending: dict[BufferKey, str] = {}
 
     def _expected_buffers(self) -> int:
         return self.geo.n_slices * self.geo.n_phases * self.geo.n_repetitions
@@ -232,7 +240,9 @@ class SliceBufferGadget(Gadget):
         """Whether a final emission now closes the measurement (once per stream)."""
         if self._measurement_closed:
             return False
-        all_done = not self.store.open and len(self.store.closed) >= self._expected_buffers()
+        # A limit-refused slice is done once its SliceRefused went out.
+        done = len(self.store.closed) + len(self.over_limit) - len(self._limit_pending)
+        all_done = not self.store.open and done >= self._expected_buffers()
         self._measurement_closed = flagged or all_done
         return self._measurement_closed
 
@@ -334,14 +344,19 @@ class SliceBufferGadget(Gadget):
                 return
             if key in self.over_limit:
                 self.over_limit_lines += 1  # its one ERROR was sent with its first line
+                yield from self._limit_end(key, acq)
                 return
             coils, kx = int(acq.active_channels), int(acq.number_of_samples)
             try:
                 self._check_allocation(key, coils, kx)
-            except LimitError:
-                if len(self.over_limit) < 1 << 16:  # ever-new keys cannot grow it unbounded
-                    self.over_limit.add(key)
-                raise
+            except LimitError as exc:
+                if len(self.over_limit) >= 1 << 16:  # ever-new keys cannot grow it unbounded
+                    raise
+                self.over_limit.add(key)
+                self._limit_pending[key] = exc.limit
+                yield self._limit_error(key, exc)
+                yield from self._limit_end(key, acq)
+                return
             buf, evicted = self.store.open_buffer(key, coils, kx)
             if evicted is not None:
                 self._geometry.pop(evicted.key, None)
@@ -381,6 +396,33 @@ class SliceBufferGadget(Gadget):
                 f"on top of {held} bytes in open buffers",
             )
 
+    def _limit_error(self, key: BufferKey, exc: LimitError) -> ErrorReport:
+        """The one ERROR of a slice a resource limit refused (its lines are dropped)."""
+        text = (f"slice {key.slice} phase {key.phase} repetition {key.repetition} refused: "
+                f"{exc}; its readouts are dropped, no result for it")
+        self.context.logger.error("connection %s: %s: %s", self.context.connection_id,
+                                  self.id, text)
+        return ErrorReport(
+            code=LimitError.code, message=text, gadget=self.id,
+            context={"slice": key.slice, "phase": key.phase, "repetition": key.repetition,
+                     "limit": exc.limit, "value": exc.value, "refused": True},
+        )
+
+    def _limit_end(self, key: BufferKey, acq: ismrmrd.Acquisition) -> Iterable[Any]:
+        """On a limit-refused slice's last line: its SliceRefused, so the subject result
+        lists it as refused (naming the limit) instead of missing."""
+        if acq.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE) and key in self._limit_pending:
+            yield self._limit_refusal(key, acq.is_flag_set(ismrmrd.ACQ_LAST_IN_MEASUREMENT))
+
+    def _limit_refusal(self, key: BufferKey, last_flag: bool) -> SliceRefused:
+        self.refused += 1
+        return SliceRefused(
+            slice=key.slice, phase=key.phase, repetition=key.repetition,
+            n_slices=self.geo.n_slices, n_phases=self.geo.n_phases,
+            causes=(self._limit_pending.pop(key),),
+            last_in_measurement=self._closes_measurement(last_flag),
+        )
+
     def _drop(self, key: BufferKey) -> None:
         self.dropped_lines += 1
         if key not in self._warned_keys:
@@ -398,11 +440,14 @@ class SliceBufferGadget(Gadget):
             em = decide_flush(buf.state)
             if em is None:
                 continue
-            if i == len(pending) - 1 and not lineless:
+            if i == len(pending) - 1 and not lineless and not self._limit_pending:
                 # The stream ends here, so the last buffer closes the measurement.
                 buf.last_in_measurement = True
             out.extend(self._release(buf, em))
         for i, key in enumerate(lineless):  # slices whose every readout was dropped
             if key not in self.store.closed:
-                out.extend(self._refuse(key, i == len(lineless) - 1))
+                out.extend(self._refuse(key, i == len(lineless) - 1 and not self._limit_pending))
+        unended = list(self._limit_pending)  # limit-refused slices whose last line never came
+        for i, key in enumerate(unended):
+            out.append(self._limit_refusal(key, i == len(unended) - 1))
         return out

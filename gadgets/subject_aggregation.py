@@ -22,7 +22,8 @@ end of stream. A subject result that only the end of stream completes
 (slices missing) has no image left to ride on and goes out on its own.
 
 Validation (``kmtr_stream.validation``): each slice result carries its
-``flags``; a slice refused under strict validation (``SliceRefused``) counts
+``flags``; a slice refused under strict validation or by a resource limit
+(``SliceRefused``, its causes the validation causes or the limit's name) counts
 towards completing the measurement but has no result. The subject result says
 which pairs were ``refused``, how many readouts failed each check
 (``data_faults``), every cause that affects it (``flags``: those of its slices,
@@ -225,10 +226,12 @@ class SubjectAggregationGadget(Gadget):
     def _subject(self) -> Result | ErrorReport:
         self.subject_emitted = True
         if not self.final:
+            causes = sorted({c for cs in self.refused.values() for c in cs})
             text = (f"no subject result: all {len(self.refused)} slices that arrived were "
-                    "refused by validation")
+                    f"refused ({', '.join(causes)})")
             return self.data_error(
-                text, {"refused_pairs": sorted([s, p] for s, p in self.refused)}
+                text, {"refused_pairs": sorted([s, p] for s, p in self.refused),
+                       "causes": causes}
             )
         # One ED/ES choice for the segmentation's phenotypes and the network's alike.
         ed, es = subject_phases(

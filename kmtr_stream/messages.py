@@ -149,7 +149,7 @@ class DataFault:
 
 @dataclass(frozen=True)
 class SliceRefused:
-    """Internal: a slice the slice buffer refused under ``validation = "strict"``.
+    """Internal: a slice the slice buffer refused (strict validation or a resource limit).
 
     It takes the place of the slice's ``SliceKSpace`` (and so of its result); its
     ERROR went to the client already.
@@ -160,7 +160,7 @@ class SliceRefused:
         repetition: repetition counter.
         n_slices: slices in the measurement.
         n_phases: phases in the measurement.
-        causes: the validation causes that refused it, sorted.
+        causes: the validation causes that refused it, sorted, or the resource limit's name.
         last_in_measurement: True when this slice closes the measurement.
     """
 

@@ -222,13 +222,14 @@ def test_header_limits_the_data_never_fill_flag_the_subject(
     assert len(subject["missing"]) == 256  # listed up to a cap, counted in full
 
 
+@pytest.mark.parametrize("chain", ["kmtr.toml", "kmtr_streaming.toml"])
 def test_slices_over_max_buffered_bytes_get_one_error_each_not_one_per_readout(
-    scan: Any,
+    scan: Any, chain: str,
 ) -> None:
     from kmtr_stream.limits import Limits
 
     xml, acqs = scan
-    spec = load_chain_config(ROOT / "configs" / "kmtr.toml")
+    spec = load_chain_config(ROOT / "configs" / chain)
     catalog = ChainCatalog({"kmtr": spec}, default="kmtr")
     limits = Limits().replace(max_buffered_bytes=1 << 10)
     with ZmqServer(catalog, "tcp://127.0.0.1:0", close_timeout_s=TIMEOUT_S,
@@ -236,7 +237,13 @@ def test_slices_over_max_buffered_bytes_get_one_error_each_not_one_per_readout(
         out = run(srv, xml, acqs)
     assert out.slices == {}  # none analysed from a buffer that was never allocated
     hit = [e for e in out.errors if e.code == "limit"]
-    assert len(hit) == len(PAIRS) == len(out.errors)
+    assert len(hit) == len(PAIRS) == len(out.errors) - 1
+    # Each refused slice counts as refused, naming the limit, so the stream ends with an
+    # explicit subject-level error instead of a subject result of missing slices.
+    (last,) = [e for e in out.errors if e.code != "limit"]
+    assert last.message.startswith(f"no subject result: all {len(PAIRS)} slices")
+    assert last.context["causes"] == ["max_buffered_bytes"]
+    assert last.context["refused_pairs"] == sorted([s, p] for s, p in PAIRS)
     assert all("limit max_buffered_bytes=1024 reached" in e.message for e in hit)
     assert sorted(e.message.split("slice buffer ")[1].split(" of ")[0] for e in hit) == [
         f"slice={s} phase={p} repetition=0" for s, p in PAIRS]

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 from gadgets.slice_buffer import SliceBufferGadget
-from kmtr_stream.errors import LimitError
 from kmtr_stream.kspace.normalisation import (
     calibration_slice,
     compress_and_normalise,
     normalise_kspace,
 )
 from kmtr_stream.limits import Limits
-from kmtr_stream.messages import ErrorReport, SliceKSpace
+from kmtr_stream.messages import ErrorReport, SliceKSpace, SliceRefused
 from tests.unit.kspace_streams import (
     acquisition,
     context,
@@ -232,23 +231,38 @@ def test_max_buffered_bytes_refuses_the_new_buffer_before_allocating_and_keeps_t
     g = _limited(Limits(max_buffered_bytes=2 * one))
     for s in (0, 1):
         assert list(g.process(acquisition(_kspace(rng, (2, 5)), ky=1, slice_=s))) == []
-    with pytest.raises(LimitError) as err:
-        list(g.process(acquisition(_kspace(rng, (2, 5)), ky=1, slice_=2)))
-    assert err.value.limit == "max_buffered_bytes" and err.value.value == 2 * one
-    assert "slice=2" in str(err.value) and f"({one} bytes)" in str(err.value)
+    (err,) = list(g.process(acquisition(_kspace(rng, (2, 5)), ky=1, slice_=2)))
+    assert isinstance(err, ErrorReport) and err.code == "limit"
+    assert err.context["limit"] == "max_buffered_bytes" and err.context["value"] == 2 * one
+    assert (err.context["slice"], err.context["refused"]) == (2, True)
+    assert "slice=2" in err.message and f"({one} bytes)" in err.message
     assert g.store.bytes_open() == 2 * one  # nothing was allocated for the refused slice
     # its later lines are dropped without an ERROR each
     assert list(g.process(acquisition(_kspace(rng, (2, 5)), ky=3, slice_=2))) == []
     assert g.over_limit_lines == 1
-    out = list(g.flush())  # the two valid slices still come out, whole
-    assert [(m.slice, m.lines_used) for m in out] == [(0, 1), (1, 1)]
+    out = list(g.flush())  # the two valid slices still come out, whole; the third refused
+    assert [(m.slice, m.lines_used) for m in out[:2]] == [(0, 1), (1, 1)]
+    (ref,) = out[2:]
+    assert isinstance(ref, SliceRefused) and (ref.slice, ref.causes) == (2, ("max_buffered_bytes",))
+    assert ref.last_in_measurement
+
+
+def test_a_limit_refused_slice_is_refused_on_its_last_line_not_missing() -> None:
+    g = _limited(Limits(max_coils=1))
+    rng = np.random.default_rng(3)
+    (err,) = list(g.process(acquisition(_kspace(rng, (2, 5)), ky=0, slice_=1)))
+    assert err.code == "limit" and err.context["limit"] == "max_coils"
+    last = acquisition(_kspace(rng, (2, 5)), ky=4, slice_=1, flags=[ismrmrd.ACQ_LAST_IN_SLICE])
+    (ref,) = list(g.process(last))
+    assert isinstance(ref, SliceRefused) and (ref.slice, ref.phase) == (1, 0)
+    assert ref.causes == ("max_coils",) and not ref.last_in_measurement
+    assert list(g.flush()) == []  # refused once, not again at the end of the stream
 
 
 def test_max_coils_refuses_a_readout_with_more_channels() -> None:
     g = _limited(Limits(max_coils=1))
-    with pytest.raises(LimitError) as err:
-        list(g.process(acquisition(_kspace(np.random.default_rng(0), (2, 5)), ky=0)))
-    assert err.value.limit == "max_coils" and "2 coils" in str(err.value)
+    (err,) = list(g.process(acquisition(_kspace(np.random.default_rng(0), (2, 5)), ky=0)))
+    assert err.context["limit"] == "max_coils" and "2 coils" in err.message
     assert g.store.bytes_open() == 0
 
 
