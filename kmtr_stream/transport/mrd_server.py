@@ -1,4 +1,4 @@
-"""MRD/TCP server: the standard MRD byte stream, one thread per connection.
+"""MRD/TCP server: the standard MRD byte stream, a reader and a writer thread per connection.
 
 Clients send (optionally) CONFIG_FILE, then the XML header, data messages
 and CLOSE; results come back on the same socket, ending with CLOSE, as with
@@ -12,6 +12,11 @@ client's ``CONFIG_FILE NAME?results=msgpack`` sends k-MTR's RESULT (1500)
 and ERROR (8) instead. Text goes back in the client's own dialect: NUL-
 terminated when its first text payload was (python-ismrmrd-server,
 Gadgetron), without the NUL otherwise (``ismrmrd.serialization``).
+
+Isolation: results wait in the connection's own bounded outbox (the byte and
+message budget of ZeroMQ's, ``_ConnectionWriter``), so a client that reads
+nothing stalls only its own stream and is dropped after
+``outbox_stall_timeout_s``; chain threads never block on a socket.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from kmtr_stream.limits import Limits, check_admission, release_memory, rss_byte
 from kmtr_stream.messages import WireMessage
 from kmtr_stream.transport.bind_policy import check_mrd_bind
 from kmtr_stream.transport.catalog import ChainCatalog
+from kmtr_stream.transport.outbox import PeerOutbox
 from kmtr_stream.transport.session import Observer, State, StreamSession
 
 log = logging.getLogger("kmtr_stream.transport.mrd")
@@ -44,35 +50,87 @@ def parse_host_port(address: str, default_host: str = "127.0.0.1") -> tuple[str,
         raise KmtrError(f"not a host:port address: {address!r}") from None
 
 
-class _SocketSender:
-    """Thread-safe writer of whole messages to one socket (chain threads share it).
+class _ConnectionWriter:
+    """One connection's bounded outbox and the thread that writes it to the socket.
 
-    Text is written in the dialect ``reader`` saw from the client (NUL-terminated or not).
+    Chain threads put whole encoded messages and never block on the socket; the
+    writer thread sends them in order (the socket's timeout is the send timeout).
+    As on ZeroMQ (``transport.outbox``), an outbox above ``outbox_bytes`` or
+    ``outbox_messages`` is full: the connection's reader stops reading its input
+    until it has drained to half, and drops the connection when it stays full for
+    ``outbox_stall_timeout_s``. Text is written in the dialect ``reader`` saw from
+    the client (NUL-terminated or not).
     """
 
-    def __init__(self, sock: socket.socket, connection_id: str, reader: StreamReader) -> None:
+    def __init__(self, sock: socket.socket, connection_id: str, reader: StreamReader,
+                 limits: Limits) -> None:
         self._sock = sock
-        self._lock = threading.Lock()
         self._cid = connection_id
         self._reader = reader
+        self._stall_s = limits.outbox_stall_timeout_s
+        self.outbox = PeerOutbox(limits.outbox_bytes, limits.outbox_messages)
+        self._cv = threading.Condition()
+        self._ended = False
         self.broken = False
+        self._thread = threading.Thread(target=self._run, name=f"{connection_id}-send",
+                                        daemon=True)
+        self._thread.start()
 
     def __call__(self, msg: WireMessage) -> None:
         data = b"".join(encode_stream_parts(msg, self._reader.text_nul is True))
-        with self._lock:
-            if self.broken:
-                return
+        with self._cv:
+            self.outbox.put([data])  # dropped once the connection is broken
+            self._cv.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not len(self.outbox) and not self._ended:
+                    self._cv.wait()
+                if not len(self.outbox):
+                    return
+                (data,) = self.outbox.pop()
+                self._cv.notify_all()  # a reader waiting for the outbox to drain
             try:
-                self._sock.sendall(data)  # the socket's timeout is the send timeout
+                self._sock.sendall(data)
             except OSError as exc:
-                self.broken = True
-                log.error("connection %s: cannot send results, client gone: %s", self._cid, exc)
-                # End the connection, reading too: a client that stopped reading must not
-                # keep a thread and its stream's buffers until the idle timeout.
-                try:
-                    self._sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                if not self.broken:  # not the server's own drop, logged where it was made
+                    log.error("connection %s: cannot send results, client gone: %s",
+                              self._cid, exc)
+                self.fail()
+                return
+
+    def fail(self) -> None:
+        """The client is gone or dropped: discard what waits and end the connection,
+        reading too, so it keeps no thread and no buffers until the idle timeout."""
+        with self._cv:
+            self.broken = True
+            self.outbox.close()
+            self._cv.notify_all()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def wait_writable(self) -> bool:
+        """Block while the outbox is full; False when it stayed full past the stall timeout."""
+        with self._cv:
+            while self.outbox.full and not self.broken:
+                left = self.outbox.full_since + self._stall_s - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(min(left, 0.5))
+            return True
+
+    def finish(self, timeout_s: float) -> None:
+        """Send everything queued (bounded by ``timeout_s``), then stop the writer."""
+        with self._cv:
+            self._ended = True
+            self._cv.notify_all()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self.fail()
+            self._thread.join(1.0)
 
 
 class MrdServer:
@@ -128,6 +186,10 @@ class MrdServer:
         self._conns: dict[str, tuple[socket.socket, StreamSession]] = {}
         self._threads: list[threading.Thread] = []
         self._draining = False
+        #: Connections dropped because their outbox stayed full.
+        self.stalled_drops = 0
+        #: The largest outbox any connection had, in bytes (the budget plus one message).
+        self.outbox_peak_bytes = 0
 
     def start(self) -> None:
         """Listen and start accepting connections (KmtrError: refused or cannot listen)."""
@@ -223,7 +285,7 @@ class MrdServer:
         # A second descriptor of the same connection, so sends get their own timeout.
         out = sock.dup()
         out.settimeout(self.limits.send_timeout_s)
-        sender = _SocketSender(out, cid, reader)
+        sender = _ConnectionWriter(out, cid, reader, self.limits)
         session = StreamSession(
             self.catalog, cid, send=sender, trace=self.trace,
             close_timeout_s=self.close_timeout_s, background_end=False, results=self.results,
@@ -243,6 +305,18 @@ class MrdServer:
             except (LimitError, ShutdownError) as exc:
                 session.fail(exc, None)
             while session.state is State.OPEN:
+                if sender.outbox.full and not sender.wait_writable():
+                    ob = sender.outbox
+                    reason = (f"outbox full ({ob.nbytes} bytes in {len(ob)} messages; "
+                              f"outbox_bytes={self.limits.outbox_bytes}, outbox_messages="
+                              f"{self.limits.outbox_messages}) for "
+                              f"{self.limits.outbox_stall_timeout_s:g} s: the client reads "
+                              "nothing; dropped (outbox_stall_timeout_s)")
+                    log.error("connection %s: %s", cid, reason)
+                    self.stalled_drops += 1
+                    sender.fail()
+                    session.abort(reason)
+                    break
                 try:
                     msg = reader.read_message()
                 except ProtocolError as exc:
@@ -275,6 +349,8 @@ class MrdServer:
             with self._lock:
                 self._conns.pop(cid, None)
                 idle = not self._conns
+            sender.finish(self.limits.send_timeout_s)
+            self.outbox_peak_bytes = max(self.outbox_peak_bytes, sender.outbox.peak_bytes)
             _linger_close(sock)
             out.close()
             if idle:
