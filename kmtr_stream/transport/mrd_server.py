@@ -358,11 +358,14 @@ class MrdServer:
             log.info("connection %s closed", cid)
 
 
-def _linger_close(sock: socket.socket, drain_s: float = 2.0) -> None:
+def _linger_close(sock: socket.socket, drain_s: float = 10.0) -> None:
     """Close after the client read everything: half-close, drain its leftovers, close.
 
     Closing with unread input makes the kernel send RST, which can destroy the
-    ERROR and CLOSE still in flight to a client that was sending meanwhile.
+    ERROR and CLOSE still in flight to a client that was sending meanwhile (a
+    stock client refused at CONFIG_FILE still sends its whole file). The drain
+    ends at the client's end of file, which it sends once it has read CLOSE;
+    ``drain_s`` bounds it for a client that never stops sending.
     """
     deadline = time.monotonic() + drain_s
     try:
