@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from kmtr_stream.conventions import TEST_SEED
 from kmtr_stream.errors import KmtrError
 
 
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mask-kind", default="equispaced", choices=("equispaced", "variable_density")
     )
     parser.add_argument("--cache-dir", default="runs/cache", help="where the test cohort is cached")
+    parser.add_argument("--test-seed", type=int, default=TEST_SEED,
+                        help="simulator seed of the test cohorts: fixed, so that weights "
+                             "trained on any data seed meet the same test subjects")
     parser.add_argument(
         "--hd95-subjects", type=int, default=1000, help="subjects HD95 is computed on"
     )
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from kmtr_stream.evaluation.plots import plot_vs_acceleration
     from kmtr_stream.evaluation.run import evaluate, format_table
     from kmtr_stream.model.io import read_weights
-    from kmtr_stream.training.config import DataConfig
+    from kmtr_stream.training.config import evaluation_data_config
 
     torch.set_num_threads(args.threads)
     try:
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         if args.upper:
             models["upper"] = read_weights(args.upper)
         train_cfg = models["kmtr"].meta["training"]["config"]
-        data = replace(DataConfig(**train_cfg["data"]), cache_dir=args.cache_dir)
+        data = evaluation_data_config(train_cfg["data"], args.cache_dir, args.test_seed)
         if args.randomize:
             data = replace(data, sim={**data.sim, "randomize": args.randomize})
         accels = [int(a) for a in args.accelerations.split(",") if a.strip()]

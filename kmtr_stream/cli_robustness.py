@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from kmtr_stream.conventions import TEST_SEED
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the robustness command."""
@@ -34,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--subjects from",
     )
     parser.add_argument("--cache-dir", default="runs/cache")
+    parser.add_argument("--test-seed", type=int, default=TEST_SEED,
+                        help="simulator seed of the test cohorts: fixed, so that weights "
+                             "trained on any data seed meet the same test subjects")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/robustness")
 
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from kmtr_stream.kspace.pose import rot90_centred
     from kmtr_stream.metrics import dice_per_class
     from kmtr_stream.model.io import read_weights
-    from kmtr_stream.training.config import DataConfig
+    from kmtr_stream.training.config import evaluation_data_config
     from kmtr_stream.training.data import build_cohort
     from kmtr_stream.training.predict import predict_cohort
 
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.recon:
         models["recon"] = read_weights(args.recon)
     cfg = models["kmtr"].meta["training"]["config"]
-    data = replace(DataConfig(**cfg["data"]), cache_dir=args.cache_dir)
+    data = evaluation_data_config(cfg["data"], args.cache_dir, args.test_seed)
     n_calib = int(cfg["train"]["n_calib"])
     size = max(args.subjects, args.cohort_size)
     test = build_cohort("test", size, data).head(args.subjects)

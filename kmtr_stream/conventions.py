@@ -28,3 +28,7 @@ CLASSES: tuple[str, ...] = ("NOR", "DCM", "HCM", "MINF", "ARV")
 
 #: Myocardial density used for LV mass, g/mL.
 MYOCARDIAL_DENSITY_G_PER_ML = 1.05
+
+#: Simulator seed of every test cohort (evaluate, robustness): fixed, whatever data
+#: seed the weights were trained on, so that all weights meet the same test subjects.
+TEST_SEED = 0

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kmtr_stream.conventions import TEST_SEED
 from kmtr_stream.errors import ConfigError
 from kmtr_stream.model.config import ModelConfig
 
@@ -185,3 +186,12 @@ def load_config(path: str | Path) -> TrainConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read training config {p}: {exc}") from exc
     return parse_config(data, str(p))
+
+
+def evaluation_data_config(train_data: dict[str, Any], cache_dir: str,
+                     seed: int = TEST_SEED) -> DataConfig:
+    """The test cohorts' data settings for weights trained with ``train_data``: their
+    coils and simulator settings, but the fixed test seed and the given cache."""
+    from dataclasses import replace
+
+    return replace(DataConfig(**train_data), cache_dir=cache_dir, seed=seed)

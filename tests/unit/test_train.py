@@ -262,3 +262,15 @@ def test_warm_start_from_another_architecture_is_refused(tiny: TrainConfig, tmp_
     d = tiny.model.latent_dim
     with pytest.raises(ConfigError, match=rf"'latent_dim': \({2 * d}, {d}\)"):
         Trainer(cfg, resume=False)
+
+
+def test_evaluation_cohorts_use_the_fixed_test_seed_whatever_the_training_seed() -> None:
+    from kmtr_stream.conventions import TEST_SEED
+    from kmtr_stream.training.config import evaluation_data_config
+
+    trained = {"n_train": 3200, "seed": 1, "n_virtual_coils": 4,
+               "sim": {"randomize": "train"}, "cache_dir": "elsewhere"}
+    data = evaluation_data_config(trained, "runs/cache")
+    assert (data.seed, data.cache_dir) == (TEST_SEED, "runs/cache")
+    assert data.n_virtual_coils == 4 and data.sim == {"randomize": "train"}
+    assert evaluation_data_config(trained, "c", seed=5).seed == 5
