@@ -20,6 +20,7 @@ from kmtr_stream.model.ood import (
     combined_score,
     phenotype_disagreement,
     slice_scores,
+    subject_exposure,
 )
 
 
@@ -43,16 +44,19 @@ class SubjectPredictor:
         latents: np.ndarray,
         phen_net: np.ndarray | None = None,
         phen_seg: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ) -> dict[str, Any] | None:
-        """``{"score", "threshold", "flagged", "latent_score"[, "phenotype_disagreement"]}``.
+        """``{"score", "threshold", "flagged", "latent_score"[, "phenotype_disagreement",
+        "cavity_exposure"]}``.
 
         ``latents``: ``(..., d)`` of one subject; ``phen_net`` and ``phen_seg``: its
-        ``(9,)`` regressed and segmentation-derived phenotypes (physical units).
+        ``(9,)`` regressed and segmentation-derived phenotypes (physical units);
+        ``labels``: its ``(phases, slices, ny, nx)`` ED and ES label maps.
         """
         if self.ood is None:
             return None
         latent = float(slice_scores(self.ood, latents).mean())
-        score = float(combined_score(self.ood, latent, phen_net, phen_seg))
+        score = float(combined_score(self.ood, latent, phen_net, phen_seg, labels))
         out: dict[str, Any] = {
             "score": score,
             "threshold": self.ood.threshold,
@@ -63,6 +67,8 @@ class SubjectPredictor:
             out["phenotype_disagreement"] = float(
                 phenotype_disagreement(phen_net, phen_seg, self.ood.phen_scale)
             )
+        if self.ood.shape_ref is not None and labels is not None:
+            out["cavity_exposure"] = float(subject_exposure(labels))
         return out
 
     def predict(
@@ -127,6 +133,7 @@ class SubjectPredictor:
                 phen,
                 None if seg_phenotypes is None
                 else np.asarray([seg_phenotypes[k] for k in PHENOTYPES], np.float64),
+                labels,
             ),
         }
 

@@ -2,9 +2,10 @@
 
 Latents of training subjects (random masks, as in training) give the mean and
 whitening (``kmtr_stream.model.ood``); held-out in-distribution validation subjects
-give the medians that put the latent score and the phenotype disagreement on one
-scale, and the flagging threshold, a high percentile of their subject scores, so
-about ``100 - percentile`` % of in-distribution subjects are flagged.
+give the medians that put the latent score, the phenotype disagreement and the
+cavity exposure on one scale, and the flagging threshold, a high percentile of
+their subject scores, so about ``100 - percentile`` % of in-distribution subjects
+are flagged.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from kmtr_stream.model.ood import (
     fit_latent_stats,
     phenotype_disagreement,
     slice_scores,
+    subject_exposure,
 )
 from kmtr_stream.training.config import DataConfig, TrainSettings
 from kmtr_stream.training.predict import Predictions, predict_cohort
@@ -56,7 +58,8 @@ def subject_ood_scores(
     stats: LatentStats, loaded: LoadedModel, pred: Predictions, voxel_size_mm: np.ndarray
 ) -> np.ndarray:
     """``(subjects,)`` subject scores exactly as the chain computes them (``combined_score``)."""
-    return combined_score(stats, *subject_components(stats, loaded, pred, voxel_size_mm))
+    return combined_score(stats, *subject_components(stats, loaded, pred, voxel_size_mm),
+                          pred.labels)
 
 
 def calibrate_ood(
@@ -83,8 +86,9 @@ def calibrate_ood(
         phen_scale=np.asarray(std, np.float64),
         latent_ref=float(np.median(latent)),
         agree_ref=float(np.median(phenotype_disagreement(net, seg, np.asarray(std)))),
+        shape_ref=float(np.median(subject_exposure(pv.labels))),
     )
-    subj = combined_score(stats, latent, net, seg)
+    subj = combined_score(stats, latent, net, seg, pv.labels)
     threshold = float(np.percentile(subj, THRESHOLD_PERCENTILE))
     stats = replace(stats, threshold=threshold)
     meta = json.loads(weights_json.read_text())

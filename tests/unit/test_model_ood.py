@@ -10,11 +10,15 @@ import torch
 from kmtr_stream.model.config import ModelConfig
 from kmtr_stream.model.kspace_encoder import KSpaceFrontend
 from kmtr_stream.model.ood import (
+    NO_CAVITY,
+    SHAPE_REF_FLOOR,
     LatentStats,
+    cavity_exposure,
     combined_score,
     fit_latent_stats,
     phenotype_disagreement,
     slice_scores,
+    subject_exposure,
     subject_score,
 )
 
@@ -93,3 +97,74 @@ def test_combined_score_weighs_both_signals_by_their_in_distribution_medians() -
     assert back.phen_scale is not None and back.agree_ref == 0.5 and back.latent_ref == 2.0
     old = {k: v for k, v in cal.to_json().items() if k in ("mean", "whiten", "threshold")}
     assert LatentStats.from_json(old).phen_scale is None
+
+
+def _ring(ny: int = 16, cx: int = 8, cy: int = 8) -> np.ndarray:
+    """A short-axis slice: LV cavity disc, myocardium ring around it, RV beside."""
+    y, x = np.mgrid[:ny, :ny]
+    r = np.hypot(y - cy, x - cx)
+    lab = np.zeros((ny, ny), np.int64)
+    lab[(r <= 5) & (x < 3)] = 1
+    lab[r <= 4] = 2
+    lab[r <= 2] = 3
+    return lab
+
+
+def _exposure_reference(lab: np.ndarray) -> float:
+    """Loop-by-pixel reference: LV pixels with a 4-neighbour (periodic) of label 0 or 1."""
+    ny, nx = lab.shape
+    lv = exposed = 0
+    for y in range(ny):
+        for x in range(nx):
+            if lab[y, x] != 3:
+                continue
+            lv += 1
+            nbs = [lab[(y + 1) % ny, x], lab[(y - 1) % ny, x], lab[y, (x + 1) % nx],
+                   lab[y, (x - 1) % nx]]
+            exposed += any(v in (0, 1) for v in nbs)
+    return exposed / lv
+
+
+def test_cavity_exposure_is_zero_for_an_enclosed_cavity_and_matches_a_loop_reference() -> None:
+    enclosed = _ring()
+    assert float(cavity_exposure(enclosed[None])) == 0.0
+    broken = enclosed.copy()
+    broken[8, 6:9] = 0  # the wall opens: cavity pixels now touch background
+    broken[2, 2:5] = 3  # and a stray cavity blob in the background
+    want = _exposure_reference(broken)
+    assert 0.0 < want < 1.0
+    np.testing.assert_allclose(float(cavity_exposure(broken[None])), want)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        lab = rng.integers(0, 4, size=(12, 12))
+        np.testing.assert_allclose(float(cavity_exposure(lab[None])), _exposure_reference(lab))
+
+
+def test_cavity_exposure_averages_slices_with_a_cavity_and_flags_none_at_all() -> None:
+    enclosed, empty = _ring(), np.zeros((16, 16), np.int64)
+    open_ = enclosed.copy()
+    open_[enclosed == 2] = 0  # no myocardium: every cavity edge pixel is exposed
+    e = _exposure_reference(open_)
+    # the empty slice (apex beyond the cavity) does not count
+    np.testing.assert_allclose(cavity_exposure(np.stack([enclosed, open_, empty])), e / 2)
+    assert float(cavity_exposure(np.stack([empty, empty]))) == NO_CAVITY
+    # (subjects, phases, slices, ny, nx) -> (subjects,): the mean over the phases
+    batch = np.stack([np.stack([enclosed[None], open_[None]]), np.stack([empty[None]] * 2)])
+    np.testing.assert_allclose(subject_exposure(batch), [e / 2, NO_CAVITY])
+
+
+def test_combined_score_adds_the_cavity_exposure_when_calibrated() -> None:
+    rng = np.random.default_rng(1)
+    stats = replace(fit_latent_stats(rng.standard_normal((100, 3))), phen_scale=np.ones(2),
+                    latent_ref=1.0, agree_ref=1.0)
+    net, seg = np.array([1.0, 1.0]), np.array([1.0, 1.0])
+    enclosed = np.stack([_ring()[None]] * 2)  # (phases, slices, ny, nx)
+    assert float(combined_score(stats, 1.0, net, seg, enclosed)) == 0.5  # not calibrated
+    cal = replace(stats, shape_ref=0.02)
+    assert float(combined_score(cal, 1.0, net, seg, enclosed)) == 1.0 / 3
+    lost = np.zeros_like(enclosed)
+    assert float(combined_score(cal, 1.0, net, seg, lost)) == (1.0 + NO_CAVITY / 0.02) / 3
+    tiny = replace(stats, shape_ref=0.0)  # the floor keeps one exposed pixel from dominating
+    assert float(combined_score(tiny, 1.0, net, seg, lost)) == (1.0 + 1.0 / SHAPE_REF_FLOOR) / 3
+    assert LatentStats.from_json(cal.to_json()).shape_ref == 0.02
+    assert LatentStats.from_json(stats.to_json()).shape_ref is None
