@@ -183,7 +183,7 @@ def test_time_budget_spans_resumes(tiny: TrainConfig, tmp_path: Path) -> None:
     assert resumed._time_frac() == pytest.approx(0.5, abs=0.01)
 
 
-def test_ood_calibration_stores_both_signals(tiny: TrainConfig, tmp_path: Path) -> None:
+def test_ood_calibration_stores_every_signal(tiny: TrainConfig, tmp_path: Path) -> None:
     from kmtr_stream.evaluation.robustness import subject_ood
     from kmtr_stream.model.io import read_weights
     from kmtr_stream.training.ood_calibration import calibrate_ood
@@ -196,6 +196,7 @@ def test_ood_calibration_stores_both_signals(tiny: TrainConfig, tmp_path: Path) 
     ood = calibrate_ood(read_weights(str(stem)), stem.with_suffix(".json"), n_train=8,
                         progress=False)
     assert len(ood["phen_scale"]) == 9 and ood["latent_ref"] > 0 and ood["agree_ref"] > 0
+    assert 0.0 <= ood["shape_ref"] <= 1.0
     loaded = read_weights(str(stem))
     val = trainer.val_set
     mask = np.ones(tiny.model.n_ky, bool)
@@ -213,12 +214,14 @@ def test_shipped_training_configs_load(path: Path) -> None:
     assert cfg.train.max_steps > 0 and cfg.model.n_coils == cfg.data.n_virtual_coils
 
 
-def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch() -> None:
+@pytest.mark.parametrize("stage", ["", "_stage2"])
+def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch(stage: str) -> None:
     """The recon baseline trains with k-MTR's data, budget, augmentation and trunk."""
-    k = load_config(ROOT / "configs" / "train_default.toml")
-    r = load_config(ROOT / "configs" / "train_recon.toml")
+    k = load_config(ROOT / "configs" / f"train_default{stage}.toml")
+    r = load_config(ROOT / "configs" / f"train_recon{stage}.toml")
     assert k.model == r.model and k.data == r.data
-    own = {"kind", "image_input", "out_dir", "w_align", "w_dense_align", "threads"}
+    own = {"kind", "image_input", "out_dir", "w_align", "w_dense_align", "threads",
+           "init_weights", "image_init_weights"}
     kt, rt = k.train.__dict__, r.train.__dict__
     assert {f for f in kt if kt[f] != rt[f]} <= own
 
