@@ -244,70 +244,27 @@ def test_mrd_drain_sends_error_and_close_to_open_streams(mrd_server: MrdServer) 
     assert b"server shutting down" in data
 
 
-def test_mrd_client_that_never_reads_is_dropped_and_others_carry_on(
-    catalog: ChainCatalog, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The kernel's socket buffers and ``send_timeout_s`` bound a non-reading MRD client."""
-    import threading
+def _flood_beside_witness(server: MrdServer) -> tuple[int, int, float]:
+    """A client that sends 67 MB of echoes and reads nothing, while a witness streams.
 
-    server = MrdServer(catalog, "127.0.0.1:0", limits=Limits().replace(send_timeout_s=0.5))
-    acq = make_acquisitions(n_coils=8, n_kx=256, n_slices=1)[0]
-    readout = encode_stream(acq)
-    with server:
-        host, port = server.address
-        flooder = socket.create_connection((host, port))
-        flooder.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        flooder.settimeout(5.0)  # keeps pushing until the server stops reading it
-
-        def flood() -> None:
-            try:
-                flooder.sendall(encode_stream(XmlHeader(XML)))
-                for _ in range(4000):  # 67 MB of echoes it never reads
-                    flooder.sendall(readout)
-            except OSError:
-                pass  # the server stopped reading it, then dropped it
-
-        t = threading.Thread(target=flood, daemon=True)
-        t.start()
-        acqs = make_acquisitions(n_slices=2)
-        with _mrd(server) as witness:
-            witness.send(XmlHeader(XML))
-            witness.send_many(acqs)
-            witness.send(Close())
-            back = witness.receive_until_close(REPLY_TIMEOUT_S)
-        assert errors(back) == [] and len(acqs_of(back)) == len(acqs)
-        t.join(REPLY_TIMEOUT_S)
-        assert wait_for(lambda: not server._conns)
-        flooder.close()
-    assert "cannot send results, client gone" in caplog.text
-
-
-def test_mrd_outbox_budget_holds_a_non_reading_client_then_drops_it(
-    catalog: ChainCatalog, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The ZeroMQ outbox budget on MRD/TCP: a client that reads nothing gets at most
-    ``outbox_bytes`` (plus one message) queued, its input is no longer read, it is dropped
-    after ``outbox_stall_timeout_s``, and a witness streaming meanwhile loses nothing."""
+    Asserts the witness got everything and the flooder's connection ended; returns
+    (readouts the flooder got out, bytes per readout, seconds until it was dropped).
+    """
     import threading
     import time
 
-    budget = 1 << 20
-    limits = Limits().replace(outbox_bytes=budget, outbox_stall_timeout_s=1.5,
-                              send_timeout_s=60.0)  # the outbox, not the send timeout, acts
-    server = MrdServer(catalog, "127.0.0.1:0", limits=limits)
-    acq = make_acquisitions(n_coils=8, n_kx=256, n_slices=1)[0]
-    readout = encode_stream(acq)
+    readout = encode_stream(make_acquisitions(n_coils=8, n_kx=256, n_slices=1)[0])
     sent = [0]
     with server:
         host, port = server.address
         flooder = socket.create_connection((host, port))
         flooder.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        flooder.settimeout(10.0)
+        flooder.settimeout(10.0)  # keeps pushing until the server stops reading it
 
         def flood() -> None:
             try:
                 flooder.sendall(encode_stream(XmlHeader(XML)))
-                for _ in range(4000):  # 67 MB of echoes it never reads
+                for _ in range(4000):
                     flooder.sendall(readout)
                     sent[0] += 1
             except OSError:
@@ -327,10 +284,33 @@ def test_mrd_outbox_budget_holds_a_non_reading_client_then_drops_it(
         assert wait_for(lambda: not server._conns)
         dropped_after = time.monotonic() - t0
         flooder.close()
+    return sent[0], len(readout), dropped_after
+
+
+def test_mrd_client_that_never_reads_is_dropped_and_others_carry_on(
+    catalog: ChainCatalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A send blocked for ``send_timeout_s`` drops a non-reading MRD client."""
+    _flood_beside_witness(
+        MrdServer(catalog, "127.0.0.1:0", limits=Limits().replace(send_timeout_s=0.5)))
+    assert "cannot send results, client gone" in caplog.text
+
+
+def test_mrd_outbox_budget_holds_a_non_reading_client_then_drops_it(
+    catalog: ChainCatalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ZeroMQ outbox budget on MRD/TCP: a client that reads nothing gets at most
+    ``outbox_bytes`` (plus one message) queued, its input is no longer read, it is dropped
+    after ``outbox_stall_timeout_s``, and a witness streaming meanwhile loses nothing."""
+    budget = 1 << 20
+    limits = Limits().replace(outbox_bytes=budget, outbox_stall_timeout_s=1.5,
+                              send_timeout_s=60.0)  # the outbox, not the send timeout, acts
+    server = MrdServer(catalog, "127.0.0.1:0", limits=limits)
+    sent, size, dropped_after = _flood_beside_witness(server)
     assert server.stalled_drops == 1
     assert "dropped (outbox_stall_timeout_s)" in caplog.text
     assert "cannot send results" not in caplog.text  # not the 60 s send timeout
     assert dropped_after < 30.0
     # Bounded: the budget plus the message that crossed it, far below what was sent.
-    assert budget < server.outbox_peak_bytes <= budget + len(readout)
-    assert sent[0] * len(readout) > 2 * budget
+    assert budget < server.outbox_peak_bytes <= budget + size
+    assert sent * size > 2 * budget
