@@ -358,23 +358,25 @@ class MrdServer:
             log.info("connection %s closed", cid)
 
 
-def _linger_close(sock: socket.socket, drain_s: float = 10.0) -> None:
+def _linger_close(sock: socket.socket, drain_s: float = 10.0, quiet_s: float = 1.0) -> None:
     """Close after the client read everything: half-close, drain its leftovers, close.
 
     Closing with unread input makes the kernel send RST, which can destroy the
     ERROR and CLOSE still in flight to a client that was sending meanwhile (a
     stock client refused at CONFIG_FILE still sends its whole file). The drain
-    ends at the client's end of file, which it sends once it has read CLOSE;
-    ``drain_s`` bounds it for a client that never stops sending.
+    ends at the client's end of file (sent once it has read CLOSE), after
+    ``quiet_s`` without input (nothing left unread, so closing sends no RST; a
+    client that reads until end of file is not kept waiting), or after
+    ``drain_s`` for a client that never stops sending.
     """
     deadline = time.monotonic() + drain_s
     try:
         sock.shutdown(socket.SHUT_WR)
         while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
+            sock.settimeout(min(left, quiet_s))
             if not sock.recv(1 << 16):
                 break
-    except OSError:
+    except OSError:  # TimeoutError included: the client went quiet
         pass
     finally:
         sock.close()
