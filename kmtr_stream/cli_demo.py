@@ -84,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
                     report_dir.mkdir(parents=True, exist_ok=True)
                     files.append(run_report.write_subject(
                         report_dir, run.scan, cfg, run.report, run.outcome))
+    if live:  # the view kept only the last subject's table: one line for each here
+        for o in outcomes:
+            print(format_table([o]).splitlines()[0])
     n_right = sum(o.predicted_class == o.true_class for o in outcomes)
     dices = [o.dice_myo for o in outcomes if np.isfinite(o.dice_myo)]
     lat = [x for o in outcomes for x in o.post_last_line_ms()]
