@@ -306,13 +306,8 @@ class MrdServer:
                 session.fail(exc, None)
             while session.state is State.OPEN:
                 if sender.outbox.full and not sender.wait_writable():
-                    ob = sender.outbox
-                    reason = (f"outbox full ({ob.nbytes} bytes in {len(ob)} messages; "
-                              f"outbox_bytes={self.limits.outbox_bytes}, outbox_messages="
-                              f"{self.limits.outbox_messages}) for "
-                              f"{self.limits.outbox_stall_timeout_s:g} s: the client reads "
-                              "nothing; dropped (outbox_stall_timeout_s)")
-                    log.error("connection %s: %s", cid, reason)
+                    reason = sender.outbox.stall_reason(self.limits.outbox_stall_timeout_s)
+                    log.error("connection %s dropped: %s", cid, reason)
                     self.stalled_drops += 1
                     sender.fail()
                     session.abort(reason)

@@ -104,6 +104,16 @@ class PeerOutbox:
             self.nbytes = self.held_bytes = 0
             self.full_since = 0.0
 
+    def stall_reason(self, stall_timeout_s: float) -> str:
+        """Why a connection whose outbox stayed full is dropped (both servers log it)."""
+        return (
+            "its outbox stayed full for more than "
+            f"outbox_stall_timeout_s={stall_timeout_s:g} s ({len(self.items)} "
+            f"messages, {self.nbytes} bytes waiting; limits "
+            f"outbox_messages={self.max_messages}, outbox_bytes={self.max_bytes}): "
+            "the client does not read its results"
+        )
+
     @property
     def full(self) -> bool:
         """True from crossing a bound until drained to half of both."""

@@ -513,13 +513,7 @@ class ZmqServer:
         lim = self.limits
         for identity, outbox in list(self.outboxes.items()):
             if outbox.full and now - outbox.full_since > lim.outbox_stall_timeout_s:
-                self._drop_stalled(identity, (
-                    "its outbox stayed full for more than "
-                    f"outbox_stall_timeout_s={lim.outbox_stall_timeout_s:g} s ({len(outbox)} "
-                    f"messages, {outbox.nbytes} bytes waiting; limits "
-                    f"outbox_messages={lim.outbox_messages}, outbox_bytes={lim.outbox_bytes}): "
-                    "the client does not read its results"
-                ))
+                self._drop_stalled(identity, outbox.stall_reason(lim.outbox_stall_timeout_s))
 
     def _drop_stalled(self, identity: bytes, why: str) -> None:
         session = self.sessions.get(identity)
