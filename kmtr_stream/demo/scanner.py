@@ -119,11 +119,8 @@ def stream_scan(
             client.send(Close())
         t_end = time.perf_counter()
         report.send_s = t_end - t0
-        report.arrival_s = [t - t_end for t in received_at]
-        if closed_early:
-            return report
         deadline = t_end + timeout_s
-        while True:
+        while not closed_early:
             left = deadline - time.perf_counter()
             msg = client.receive(left) if left > 0 else None
             if msg is None:
@@ -132,9 +129,10 @@ def stream_scan(
                     report.replies,
                 )
             if isinstance(msg, Close):
-                return report
+                break
             take(msg)
-            report.arrival_s.append(received_at[-1] - t_end)
+        report.arrival_s = [t - t_end for t in received_at]
+        return report
 
 
 def save_replies(report: StreamReport, out_dir: str | Path, header_xml: str | None = None) -> Path:
