@@ -15,16 +15,13 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kmtr_stream.demo import run_report
+from kmtr_stream.demo.live import LiveView
 from kmtr_stream.demo.report import format_table
 from kmtr_stream.demo.run_demo import LocalServers, run_subject
-from kmtr_stream.demo.run_report import results_rows
-
-if TYPE_CHECKING:
-    from kmtr_stream.demo.live import LiveView
 from simulator.config import SimConfig
 
 DEFAULT_CHAIN = Path(__file__).resolve().parent.parent / "configs" / "kmtr.toml"
@@ -66,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         url = servers.url(args.transport)
         print(f"serving {args.config} on {url}; "
               f"streaming {args.subjects} subjects at R={args.accel}")
-        view = _live_view() if live else None
+        view = LiveView() if live else None
         with view if view is not None else contextlib.nullcontext():
             for i in range(args.subjects):
                 if view is not None:
@@ -79,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     print(format_table([run.outcome]), flush=True)
                 if report_dir is not None:
-                    from kmtr_stream.demo import run_report
-
                     report_dir.mkdir(parents=True, exist_ok=True)
                     files.append(run_report.write_subject(
                         report_dir, run.scan, cfg, run.report, run.outcome))
@@ -96,19 +91,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{summary}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(results_rows(outcomes))
+    (out / "results.json").write_text(run_report.results_rows(outcomes))
     print(f"wrote {out / 'results.json'}")
     if report_dir is not None:
-        from kmtr_stream.demo import run_report
-
-        (report_dir / "results.json").write_text(results_rows(outcomes))
+        (report_dir / "results.json").write_text(run_report.results_rows(outcomes))
         run_report.write_latency_png(report_dir / "latency.png", lat)
         index = run_report.write_index(report_dir, outcomes, files, summary)
         print(f"wrote {index}")
     return 0 if all(o.subject is not None for o in outcomes) else 1
-
-
-def _live_view() -> LiveView:
-    from kmtr_stream.demo.live import LiveView
-
-    return LiveView()

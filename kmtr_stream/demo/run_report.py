@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import ismrmrd
@@ -202,7 +202,5 @@ def write_index(
 
 def results_rows(outcomes: list[SubjectOutcome]) -> str:
     """``results.json`` text: one object per subject (errors as maps)."""
-    from dataclasses import asdict
-
     rows = [{**asdict(o), "errors": [asdict(e) for e in o.errors]} for o in outcomes]
     return json.dumps(rows, indent=1, default=float)

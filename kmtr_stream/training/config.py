@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -189,9 +189,7 @@ def load_config(path: str | Path) -> TrainConfig:
 
 
 def evaluation_data_config(train_data: dict[str, Any], cache_dir: str,
-                     seed: int = TEST_SEED) -> DataConfig:
+                           seed: int = TEST_SEED) -> DataConfig:
     """The test cohorts' data settings for weights trained with ``train_data``: their
     coils and simulator settings, but the fixed test seed and the given cache."""
-    from dataclasses import replace
-
     return replace(DataConfig(**train_data), cache_dir=cache_dir, seed=seed)
