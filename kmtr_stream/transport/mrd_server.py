@@ -71,6 +71,7 @@ class _ConnectionWriter:
         self.outbox = PeerOutbox(limits.outbox_bytes, limits.outbox_messages)
         self._cv = threading.Condition()
         self._ended = False
+        self._sending = False  # a message is off the outbox, its sendall not yet done
         self.broken = False
         self._thread = threading.Thread(target=self._run, name=f"{connection_id}-send",
                                         daemon=True)
@@ -90,9 +91,13 @@ class _ConnectionWriter:
                 if not len(self.outbox):
                     return
                 (data,) = self.outbox.pop()
+                self._sending = True
                 self._cv.notify_all()  # a reader waiting for the outbox to drain
             try:
                 self._sock.sendall(data)
+                with self._cv:
+                    self._sending = False
+                    self._cv.notify_all()
             except OSError as exc:
                 if not self.broken:  # not the server's own drop, logged where it was made
                     log.error("connection %s: cannot send results, client gone: %s",
@@ -121,6 +126,18 @@ class _ConnectionWriter:
                     return False
                 self._cv.wait(min(left, 0.5))
             return True
+
+    def settle(self, timeout_s: float) -> bool:
+        """Wait until everything queued so far was sent or the client proved gone
+        (bounded by ``timeout_s``); True when the client is gone."""
+        deadline = time.monotonic() + timeout_s
+        with self._cv:
+            while (len(self.outbox) or self._sending) and not self.broken:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(min(left, 0.5))
+            return self.broken
 
     def finish(self, timeout_s: float) -> None:
         """Send everything queued (bounded by ``timeout_s``), then stop the writer."""
@@ -329,7 +346,9 @@ class MrdServer:
                     session.abort(f"connection error: {exc}")
                     break
                 if msg is None:
-                    if sender.broken:  # it took no results either: gone, not finished
+                    # Gone or finished? Whether it still takes the results sent so far
+                    # tells (a vanished client resets the connection).
+                    if sender.settle(self.limits.send_timeout_s):
                         session.abort("client disconnected before CLOSE")
                         break
                     # End of file between messages: as documented, it ends the stream like CLOSE.
