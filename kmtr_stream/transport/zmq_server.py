@@ -29,7 +29,11 @@ A routing id names a connection only while its stream lasts: after a stream
 ended, or its connection was lost, a message that starts a stream
 (CONFIG_FILE or the XML header) under the same id opens a fresh session. A
 new connection under an id that is still connected takes it over
-(``ROUTER_HANDOVER``; without it libzmq ignores the newcomer silently).
+(``ROUTER_HANDOVER``; without it libzmq ignores the newcomer silently). Each
+session remembers the connection that opened it (``transport.peer``: its file
+descriptor and, under CurveZMQ, its key): a message under its id from another
+connection aborts it and drops its undelivered results, so that one client's
+results never reach another, and the takeover is logged.
 
 ``drain`` (SIGTERM in ``kmtr-stream serve``) refuses new streams (ERROR, CLOSE),
 sends every open stream an ERROR, flushes what it received through its
@@ -66,6 +70,7 @@ from kmtr_stream.transport.bind_policy import check_zmq_bind
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.fd_owners import FdOwners
 from kmtr_stream.transport.outbox import Ended, PeerOutbox
+from kmtr_stream.transport.peer import Peer, peer_of
 from kmtr_stream.transport.session import Observer, State, StreamSession
 from kmtr_stream.transport.zmq_io import NOBLOCK, recv_frames, send_frames
 
@@ -168,6 +173,10 @@ class ZmqServer:
         self.outboxes: dict[bytes, PeerOutbox] = {}
         #: Connections dropped because their outbox stayed full.
         self.stalled_drops = 0
+        #: Sessions aborted because another connection took over their routing id.
+        self.takeovers = 0
+        self._peers: dict[bytes, Peer] = {}
+        self._takeover_counts: collections.Counter[bytes] = collections.Counter()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_pending = False
@@ -358,6 +367,11 @@ class ZmqServer:
     def _on_message(self, frames: list[zmq.Frame]) -> int:
         """Handle one ZeroMQ message; returns how many MRD messages it carried."""
         identity = frames[0].bytes
+        owner = self._peers.get(identity)
+        if owner is not None and (identity in self.sessions or identity in self.outboxes):
+            peer = peer_of(frames[0], self.curve is not None, address=False)
+            if not peer.same_connection(owner):
+                self._taken_over(identity, owner, frames[0])
         outbox = self.outboxes.get(identity)
         if outbox is not None and (outbox.full or outbox.held):
             return self._hold(identity, outbox, frames)
@@ -433,10 +447,8 @@ class ZmqServer:
             limits=self.limits,
         )
         self.sessions[identity] = session
-        try:
-            fd = int(ident_frame.get(zmq.SRCFD))
-        except (zmq.ZMQError, ValueError, TypeError, AttributeError):
-            fd = -1
+        peer = self._peers[identity] = peer_of(ident_frame, self.curve is not None)
+        fd = peer.fd
         if fd >= 0:
             old = self._fds.opened(identity, fd)
             if old is not None:
@@ -471,6 +483,26 @@ class ZmqServer:
             if identity is not None:
                 self._forget(identity, "client disconnected")
 
+    def _taken_over(self, identity: bytes, owner: Peer, ident_frame: Any) -> None:
+        """Another connection sends under ``identity``: the owner's connection is gone
+        (libzmq handed its id over), so nothing of its stream may reach the newcomer."""
+        newcomer = peer_of(ident_frame, self.curve is not None)
+        session = self.sessions.get(identity)
+        cid = session.connection_id if session is not None else identity.hex()
+        self.takeovers += 1
+        if len(self._takeover_counts) >= _GONE_MEMORY:
+            self._takeover_counts.clear()
+        self._takeover_counts[identity] += 1
+        n = self._takeover_counts[identity]
+        if n == 1 or n % 100 == 0:
+            again = f" ({n} times for this routing id)" if n > 1 else ""
+            log.warning(
+                "SECURITY: routing id %s of connection %s (%s) was taken over by another "
+                "connection (%s); its stream is aborted and its undelivered results "
+                "dropped%s", identity.hex(), cid, owner.describe(), newcomer.describe(), again,
+            )
+        self._forget(identity, "connection taken over by another client under its routing id")
+
     def _forget(self, identity: bytes, reason: str | None) -> None:
         """Drop a connection; with a reason, abort its chain if the stream was not over.
 
@@ -481,6 +513,7 @@ class ZmqServer:
         live = session is not None and session.state is not State.ENDED
         if reason is None:
             return
+        self._peers.pop(identity, None)
         outbox = self.outboxes.pop(identity, None)
         if outbox is not None:
             outbox.close()
@@ -533,6 +566,7 @@ class ZmqServer:
                 blocked |= self._send_one(router, identity, outbox)
             elif identity not in self.sessions and not outbox.held:
                 del self.outboxes[identity]  # stream over and everything sent
+                self._peers.pop(identity, None)
                 self._trim = True
         return blocked
 

@@ -23,7 +23,13 @@ from kmtr_stream.transport.curve_auth import (
 )
 from kmtr_stream.transport.mrd_server import MrdServer
 from kmtr_stream.transport.zmq_server import ZmqServer
-from tests.integration.conftest import acqs_of, make_acquisitions, make_header_xml, wait_for
+from tests.integration.conftest import (
+    acqs_of,
+    check_takeover_isolated,
+    make_acquisitions,
+    make_header_xml,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(
     not curve_available(), reason="pyzmq/libzmq here has no CURVE (zmq.has('curve') is False)"
@@ -90,6 +96,27 @@ def test_wrong_key_gets_nothing_and_is_logged(
     assert wait_for(lambda: fingerprint(public) in caplog.text, 5.0)
     line = next(r.getMessage() for r in caplog.records if fingerprint(public) in r.getMessage())
     assert "refused" in line and "127.0.0.1" in line and public.decode() in line
+
+
+def test_another_allowed_key_taking_over_a_routing_id_gets_none_of_its_stream(
+    catalog: ChainCatalog, keys: dict[str, Path], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    new_keypair(tmp_path / "second", "second")
+    shutil.copy(tmp_path / "second" / "second.key", keys["dir"] / "clients" / "second.key")
+    server = ZmqServer(catalog, "tcp://127.0.0.1:0", curve=ServerCurve.load(keys["dir"]),
+                       close_timeout_s=10.0)
+    server.start()
+    try:
+        check_takeover_isolated(
+            server,
+            ClientCurve.from_files(keys["server_key"], keys["scanner"]),
+            ClientCurve.from_files(keys["server_key"], tmp_path / "second" / "second.key_secret"),
+        )
+    finally:
+        server.stop()
+    line = next(r.getMessage() for r in caplog.records if "taken over" in r.getMessage())
+    assert "key 'scanner'" in line and "key 'second'" in line
 
 
 def test_client_without_curve_gets_nothing_and_is_logged(

@@ -26,6 +26,7 @@ from kmtr_stream.transport.zmq_server import ZmqServer
 from tests.integration.conftest import (
     REPLY_TIMEOUT_S,
     acqs_of,
+    check_takeover_isolated,
     errors,
     make_acquisitions,
     make_header_xml,
@@ -127,6 +128,14 @@ def test_fixed_routing_id_reconnecting_gets_a_fresh_session(zmq_server: ZmqServe
         assert len(acqs_of(got)) == len(acqs), f"attempt {attempt}"
         # The first connection's disconnect is seen before the next one streams.
         assert wait_for(lambda: not zmq_server.sessions)
+
+
+def test_fixed_routing_id_taken_over_mid_stream_gets_only_its_own_results(
+    zmq_server: ZmqServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    check_takeover_isolated(zmq_server)
+    line = next(r.getMessage() for r in caplog.records if "taken over" in r.getMessage())
+    assert "SECURITY" in line and "7363616e6e65722d31" in line  # b"scanner-1".hex()
 
 
 def test_mrd_end_of_file_without_close_flushes_like_close(mrd_server: MrdServer) -> None:
