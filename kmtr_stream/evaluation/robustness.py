@@ -32,6 +32,30 @@ def renormalise(kspace: np.ndarray, n_calib: int = 12) -> np.ndarray:
     return (kspace / np.maximum(rms, 1e-12)[..., None, None, None]).astype(np.complex64)
 
 
+def broken_inputs(
+    kspace: np.ndarray, labels: np.ndarray, image: np.ndarray, seed: int = 7
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Deliberately broken versions of a cohort: ``{name: (kspace, labels, image)}``.
+
+    ``noise_only``: complex Gaussian noise in place of the k-space (nothing to find;
+    the truth stays the subject's, so every result is a failure). ``wrong_orientation``:
+    readout and phase-encode axes swapped, i.e. the image transposed, a mirrored heart;
+    its truth is the transposed label map, the anatomy that is actually in the image.
+    Arrays are ``(..., coils, ky, kx)``, ``(..., ny, nx)`` and ``(..., ny, nx)``.
+    """
+    rng = np.random.default_rng(seed)
+    noise = (rng.standard_normal(kspace.shape)
+             + 1j * rng.standard_normal(kspace.shape)).astype(np.complex64)
+    return {
+        "noise_only": (renormalise(noise), labels, image),
+        "wrong_orientation": (
+            renormalise(np.swapaxes(kspace, -1, -2)),
+            np.swapaxes(labels, -1, -2),
+            np.swapaxes(image, -1, -2),
+        ),
+    }
+
+
 def myo_dice(pred: Predictions, labels: np.ndarray) -> np.ndarray:
     """``(subjects,)`` LV-myocardium Dice over ED and ES."""
     return np.asarray(dice_per_class(pred.labels, labels, 4)[:, 1])
