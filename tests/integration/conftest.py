@@ -179,9 +179,9 @@ def zmq_client(server: ZmqServer) -> ZmqStreamClient:
     return client
 
 
-def _fixed_id_dealer(endpoint: str, routing_id: bytes, curve: Any = None) -> zmq.Socket:
+def fixed_id_dealer(endpoint: str, routing_id: bytes, curve: Any = None) -> zmq.Socket:
     """A DEALER with a fixed routing id that never reconnects on its own."""
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.DEALER)
     sock.linger = 0
     sock.setsockopt(zmq.ROUTING_ID, routing_id)
     sock.setsockopt(zmq.RECONNECT_IVL, -1)
@@ -191,7 +191,7 @@ def _fixed_id_dealer(endpoint: str, routing_id: bytes, curve: Any = None) -> zmq
     return sock
 
 
-def _replies_until_close(sock: zmq.Socket) -> list[Any]:
+def replies_until_close(sock: zmq.Socket) -> list[Any]:
     got: list[Any] = []
     while sock.poll(int(REPLY_TIMEOUT_S * 1000)):
         msgs, fault = decode_message(recv_frames(sock))
@@ -206,7 +206,7 @@ def check_takeover_isolated(server: ZmqServer, curve_a: Any = None, curve_b: Any
     """A stream in flight under a fixed id; another connection takes the id over and
     streams its own subject. The newcomer's messages never enter the first stream,
     it gets exactly its own outputs, and the first session is aborted."""
-    owner = _fixed_id_dealer(server.endpoint, b"scanner-1", curve_a)
+    owner = fixed_id_dealer(server.endpoint, b"scanner-1", curve_a)
     first = make_acquisitions(n_slices=2, seed=1)
     for msg in [XmlHeader(make_header_xml()), *first[:5]]:  # mid-stream: no CLOSE
         owner.send_multipart(encode_frames(msg))
@@ -218,12 +218,12 @@ def check_takeover_isolated(server: ZmqServer, curve_a: Any = None, curve_b: Any
     # routes by id), which is the window this test leaves out.
     assert len(acqs_of(echoed)) == 5 and len(server.sessions) == 1
     (session_a,) = server.sessions.values()
-    newcomer = _fixed_id_dealer(server.endpoint, b"scanner-1", curve_b)
+    newcomer = fixed_id_dealer(server.endpoint, b"scanner-1", curve_b)
     try:
         mine = make_acquisitions(n_slices=1, seed=2)
         for msg in [XmlHeader(make_header_xml()), *mine, Close()]:
             newcomer.send_multipart(encode_frames(msg))
-        got = _replies_until_close(newcomer)
+        got = replies_until_close(newcomer)
     finally:
         newcomer.close(0)
         owner.close(0)

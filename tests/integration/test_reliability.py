@@ -15,21 +15,21 @@ import zmq
 from kmtr_stream.codec.parts import IMAGE_HEADER_BYTES
 from kmtr_stream.codec.stream import encode_stream
 from kmtr_stream.codec.zmq_frames import encode_frames
-from kmtr_stream.codec.zmq_packed import decode_message
 from kmtr_stream.limits import Limits
 from kmtr_stream.messages import Close, MessageId, Text, XmlHeader
 from kmtr_stream.transport.catalog import ChainCatalog
 from kmtr_stream.transport.client import MrdStreamClient
 from kmtr_stream.transport.mrd_server import MrdServer
-from kmtr_stream.transport.zmq_io import recv_frames
 from kmtr_stream.transport.zmq_server import ZmqServer
 from tests.integration.conftest import (
     REPLY_TIMEOUT_S,
     acqs_of,
     check_takeover_isolated,
     errors,
+    fixed_id_dealer,
     make_acquisitions,
     make_header_xml,
+    replies_until_close,
     same_acquisition,
     wait_for,
     zmq_client,
@@ -110,19 +110,10 @@ def test_fixed_routing_id_reconnecting_gets_a_fresh_session(zmq_server: ZmqServe
     for attempt in range(2):
         client = zmq_client(zmq_server)
         client.close()  # replace its socket by one with a fixed routing id
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.linger = 0
-        sock.setsockopt(zmq.ROUTING_ID, b"scanner-1")
-        sock.connect(zmq_server.endpoint)
+        sock = fixed_id_dealer(zmq_server.endpoint, b"scanner-1")
         for msg in [XmlHeader(XML), *acqs, Close()]:
             sock.send_multipart(encode_frames(msg))
-        got: list[Any] = []
-        while sock.poll(int(REPLY_TIMEOUT_S * 1000)):
-            msgs, fault = decode_message(recv_frames(sock))
-            assert fault is None
-            got.extend(msgs)
-            if got and isinstance(got[-1], Close):
-                break
+        got = replies_until_close(sock)
         sock.close(0)
         assert got and isinstance(got[-1], Close), f"attempt {attempt}: no CLOSE"
         assert len(acqs_of(got)) == len(acqs), f"attempt {attempt}"
