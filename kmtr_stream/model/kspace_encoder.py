@@ -211,14 +211,18 @@ class KyMixAccumulator:
     def __init__(self, frontend: KSpaceFrontend, n_coils: int) -> None:
         w = frontend.wy.detach().float()
         self.wy = torch.complex(w[..., 0], w[..., 1])  # (h, ny, n_ky)
+        wx = frontend.wx.detach().float()
+        # (h, kx, nx): one complex matmul per line is ``encode_lines``' four real einsums
+        self.wx_t = torch.complex(wx[..., 0], wx[..., 1]).transpose(-1, -2).contiguous()
         h, ny, _ = self.wy.shape
         self.sum = torch.zeros(
             h, n_coils, ny, frontend.cfg.nx, dtype=torch.complex64, device=w.device
         )
 
-    def add(self, token: torch.Tensor, ky: int, sign: float = 1.0) -> None:
-        """Fold one ``(transforms, coils, 2, nx)`` token at model line ``ky`` into the sum."""
-        t = torch.complex(token[..., 0, :], token[..., 1, :])  # (h, c, nx)
+    def add_line(self, line: torch.Tensor, ky: int, sign: float = 1.0) -> None:
+        """Encode one ``(coils, kx)`` complex64 line (as ``encode_lines``) and fold it in at
+        model line ``ky``."""
+        t = torch.matmul(line.unsqueeze(0), self.wx_t)  # (h, c, nx)
         w = self.wy[:, :, ky]  # (h, ny)
         self.sum.add_(w[:, None, :, None] * t[:, :, None, :], alpha=sign)
 

@@ -98,7 +98,7 @@ class SliceAccumulator:
         p = self.plan
         x = to_torch(line).to(p.kx_index.device, non_blocking=True)
         x = x[:, p.kx_index] * p.kx_valid if p.kx_matrix is None else x @ p.kx_matrix.T
-        self.mix.add(self.net.encode_lines(x[None])[0], i, sign)
+        self.mix.add_line(x.to(torch.complex64), i, sign)
         self.lines += 1 if sign > 0 else 0
 
 

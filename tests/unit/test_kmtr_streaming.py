@@ -39,10 +39,36 @@ def test_accumulated_mix_equals_aggregate() -> None:
         want = fe.aggregate(fe.encode_lines(lines)[None], ky[None], mask)
         acc = KyMixAccumulator(fe, 3)
         for line, k in zip(lines, ky.tolist(), strict=True):
-            acc.add(fe.encode_line(line), k)
+            acc.add_line(line, k)
         mixed = acc.compressed(None, 1.0)[None]
         got = fe.features_from_mixed(mixed.real, mixed.imag, mask)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_ky_mix_of_lines_equals_a_numpy_reference_and_lines_come_back_out() -> None:
+    """sum_l wy[h, :, ky_l] (outer) (wx[h] @ line_l): the frontend's linear part, in float64."""
+    torch.manual_seed(2)
+    cfg = ModelConfig(n_coils=3, n_ky=9, n_kx=7, ny=9, nx=5, channels=(4, 8), latent_dim=8,
+                      frontend_init="random")
+    fe = KMTRModel(cfg, with_image_branch=False).frontend.eval()
+    lines = torch.randn(4, 3, 7, dtype=torch.complex64)
+    ky = [1, 4, 5, 8]
+    wx = fe.wx.detach().double().numpy()
+    wy = fe.wy.detach().double().numpy()
+    wx_c, wy_c = wx[..., 0] + 1j * wx[..., 1], wy[..., 0] + 1j * wy[..., 1]  # (h, nx, kx)
+    want = sum(
+        np.einsum("hy,hcx->hcyx", wy_c[:, :, k], np.einsum("hxk,ck->hcx", wx_c, ln.numpy()))
+        for ln, k in zip(lines, ky, strict=True)
+    )
+    acc = KyMixAccumulator(fe, 3)
+    with torch.no_grad():
+        for line, k in zip(lines, ky, strict=True):
+            acc.add_line(line, k)
+        np.testing.assert_allclose(acc.sum.numpy(), want, rtol=1e-4, atol=1e-4)
+        acc.add_line(lines[2], ky[2], sign=-1.0)  # a repeated ky takes the earlier line out
+    np.testing.assert_allclose(acc.sum.numpy(), want - np.einsum(
+        "hy,hcx->hcyx", wy_c[:, :, ky[2]], np.einsum("hxk,ck->hcx", wx_c, lines[2].numpy())),
+        rtol=1e-4, atol=1e-4)
 
 
 def _run(config: str, header: str, acqs: list[ismrmrd.Acquisition]) -> list[SliceResult]:
