@@ -47,10 +47,13 @@ class RepeatCounter:
 
     Args:
         first: occurrences of each key that are logged in full.
+        max_keys: keys remembered at most; when full, every count starts afresh (so
+            keys a client chooses cannot grow it without bound). None = no limit.
     """
 
-    def __init__(self, first: int = 3) -> None:
+    def __init__(self, first: int = 3, max_keys: int | None = None) -> None:
         self.first = first
+        self.max_keys = max_keys
         self._counts: dict[Hashable, int] = {}
         self._lock = threading.Lock()
 
@@ -58,8 +61,15 @@ class RepeatCounter:
         """Count one occurrence of ``key``; returns its number (1 for the first)."""
         with self._lock:
             n = self._counts.get(key, 0) + 1
+            if self.max_keys is not None and len(self._counts) >= self.max_keys:
+                self._counts.clear()
             self._counts[key] = n
             return n
+
+    @staticmethod
+    def sampled(n: int, every: int = 100) -> bool:
+        """True for the first occurrence and every ``every``-th after it."""
+        return n == 1 or n % every == 0
 
     def should_log(self, key: Hashable) -> bool:
         """Count one occurrence; True while it is among the first ``first`` of its key."""

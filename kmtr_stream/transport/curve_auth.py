@@ -32,6 +32,7 @@ import zmq
 import zmq.auth
 
 from kmtr_stream.errors import ConfigError
+from kmtr_stream.logsafe import RepeatCounter
 
 log = logging.getLogger("kmtr_stream.transport.auth")
 
@@ -174,16 +175,11 @@ class _RefusalLog:
     """Logs a refusal the first time per (address, key), then every 100th (thread-safe)."""
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
+        self._counts = RepeatCounter(max_keys=_REFUSALS_REMEMBERED)
 
     def __call__(self, address: str, who: str, why: str) -> None:
-        with self._lock:
-            n = self._counts.get((address, who), 0) + 1
-            if len(self._counts) >= _REFUSALS_REMEMBERED:
-                self._counts.clear()
-            self._counts[(address, who)] = n
-        if n == 1 or n % 100 == 0:
+        n = self._counts.note((address, who))
+        if RepeatCounter.sampled(n):
             again = f" ({n} times so far)" if n > 1 else ""
             log.warning("ZeroMQ client refused: address %s, %s: %s%s", address, who, why, again)
 

@@ -64,6 +64,7 @@ from kmtr_stream.errors import (
     UnknownMessageError,
 )
 from kmtr_stream.limits import Limits, check_admission, release_memory, rss_bytes
+from kmtr_stream.logsafe import RepeatCounter
 from kmtr_stream.messages import ConfigFile, WireMessage, XmlHeader
 from kmtr_stream.transport import curve_auth
 from kmtr_stream.transport.bind_policy import check_zmq_bind
@@ -176,7 +177,7 @@ class ZmqServer:
         #: Sessions aborted because another connection took over their routing id.
         self.takeovers = 0
         self._peers: dict[bytes, Peer] = {}
-        self._takeover_counts: collections.Counter[bytes] = collections.Counter()
+        self._takeover_counts = RepeatCounter(max_keys=_GONE_MEMORY)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_pending = False
@@ -490,11 +491,8 @@ class ZmqServer:
         session = self.sessions.get(identity)
         cid = session.connection_id if session is not None else identity.hex()
         self.takeovers += 1
-        if len(self._takeover_counts) >= _GONE_MEMORY:
-            self._takeover_counts.clear()
-        self._takeover_counts[identity] += 1
-        n = self._takeover_counts[identity]
-        if n == 1 or n % 100 == 0:
+        n = self._takeover_counts.note(identity)
+        if RepeatCounter.sampled(n):
             again = f" ({n} times for this routing id)" if n > 1 else ""
             log.warning(
                 "SECURITY: routing id %s of connection %s (%s) was taken over by another "
