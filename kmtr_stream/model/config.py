@@ -35,6 +35,10 @@ class ModelConfig:
         frontend_init: initial k-space transforms, "random" or "fourier" (the learned
             maps start at the centred DFT basis of the grid, so training starts from
             features that are local in space; they are trained like every weight).
+        context_dilations: dilations of the trunk's residual context block at its
+            coarsest level (empty: none). It widens the receptive field past the
+            distance between aliased copies; it starts as the identity, so a config
+            that only adds it can continue from weights trained without it.
     """
 
     n_coils: int = 4
@@ -56,11 +60,13 @@ class ModelConfig:
     activation: str = "relu"
     frontend_init: str = "random"
     coil_magnitude: bool = False
+    context_dilations: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (tuples become lists)."""
         d = asdict(self)
         d["channels"] = list(self.channels)
+        d["context_dilations"] = list(self.context_dilations)
         return d
 
     @classmethod
@@ -73,6 +79,8 @@ class ModelConfig:
         kwargs = dict(data)
         if "channels" in kwargs:
             kwargs["channels"] = tuple(int(c) for c in kwargs["channels"])
+        if "context_dilations" in kwargs:
+            kwargs["context_dilations"] = tuple(int(d) for d in kwargs["context_dilations"])
         cfg = cls(**kwargs)
         if cfg.activation not in ("relu", "gelu"):
             raise ConfigError(f"activation must be 'relu' or 'gelu', got {cfg.activation!r}")
@@ -80,6 +88,8 @@ class ModelConfig:
             raise ConfigError(
                 f"frontend_init must be 'random' or 'fourier', got {cfg.frontend_init!r}"
             )
+        if any(d < 1 for d in cfg.context_dilations):
+            raise ConfigError(f"context_dilations must be >= 1, got {list(cfg.context_dilations)}")
         if cfg.ny % (2 ** (len(cfg.channels) - 1)) or cfg.nx % (2 ** (len(cfg.channels) - 1)):
             raise ConfigError(f"grid {cfg.ny}x{cfg.nx} not divisible by the U-Net's downsampling")
         return cfg

@@ -53,7 +53,12 @@ class ImageModel(SliceModel):
         super().__init__()
         self.cfg = cfg
         self.trunk = UNetTrunk(
-            1, cfg.channels, cfg.latent_dim, cfg.n_classes_seg, activation=cfg.activation
+            1,
+            cfg.channels,
+            cfg.latent_dim,
+            cfg.n_classes_seg,
+            activation=cfg.activation,
+            context_dilations=cfg.context_dilations,
         )
         self.subject_head = SubjectHead(cfg)
 
@@ -84,6 +89,7 @@ class KMTRModel(SliceModel):
             cfg.latent_dim,
             cfg.n_classes_seg,
             activation=cfg.activation,
+            context_dilations=cfg.context_dilations,
         )
         self.subject_head = SubjectHead(cfg)
         self.image_branch = ImageModel(cfg) if with_image_branch else None

@@ -38,7 +38,9 @@ def warm_start(model: SliceModel, st: TrainSettings) -> tuple[np.ndarray, np.nda
 
     Returns the phenotype mean/std of the loaded weights, or None without
     ``init_weights``. A kind or architecture that differs is a ConfigError: a
-    silent partial load would train from a half-random network.
+    silent partial load would train from a half-random network. The one allowed
+    difference is a trunk grown by a context block (``context_dilations`` set
+    here, empty in the weights), which starts as the identity.
     """
     from kmtr_stream.errors import ConfigError
     from kmtr_stream.model.io import TRAINING_ONLY, read_weights
@@ -56,13 +58,18 @@ def warm_start(model: SliceModel, st: TrainSettings) -> tuple[np.ndarray, np.nda
         src = read_weights(name, device="cpu")
         theirs, ours = src.net.cfg.to_dict(), target.cfg.to_dict()
         differ = {k: (theirs[k], ours[k]) for k in ours if theirs.get(k) != ours[k]}
+        # Growing the trunk by a context block is allowed: it starts as the identity.
+        grown = not theirs["context_dilations"] and "context_dilations" in differ
+        if grown:
+            del differ["context_dilations"]
         if src.kind != target.kind or differ:
             raise ConfigError(
                 f"[train] warm start from {name!r}: its {src.kind} model is not this run's "
                 f"{target.kind} model (field: weights' value, run's value) {differ}"
             )
         missing, unexpected = target.load_state_dict(src.net.state_dict(), strict=False)
-        left = [k for k in missing if not k.startswith(TRAINING_ONLY)]  # never exported
+        new = ("trunk.context.",) if grown else ()
+        left = [k for k in missing if not k.startswith(TRAINING_ONLY + new)]  # never exported
         if left or unexpected:
             raise ConfigError(f"[train] warm start from {name!r}: missing {left}, "
                               f"unexpected {unexpected}")

@@ -214,7 +214,7 @@ def test_shipped_training_configs_load(path: Path) -> None:
     assert cfg.train.max_steps > 0 and cfg.model.n_coils == cfg.data.n_virtual_coils
 
 
-@pytest.mark.parametrize("stage", ["", "_stage2"])
+@pytest.mark.parametrize("stage", ["", "_stage2", "_stage3"])
 def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch(stage: str) -> None:
     """The recon baseline trains with k-MTR's data, budget, augmentation and trunk."""
     k = load_config(ROOT / "configs" / f"train_default{stage}.toml")
@@ -254,6 +254,27 @@ def test_warm_start_loads_both_branches_and_their_units(tiny: TrainConfig, tmp_p
     np.testing.assert_array_equal(tr.phen_std, 2.0)
     fresh = Trainer(_with(tiny, tmp_path / "fresh"), resume=False)
     assert not torch.equal(fresh.model.state_dict()["trunk.seg.weight"], source["trunk.seg.weight"])
+
+
+def test_warm_start_grows_the_trunk_by_a_context_block(tiny: TrainConfig, tmp_path: Path) -> None:
+    source = _export_random(tiny, tmp_path / "src" / "model", seed=7)
+    grown = replace(tiny, model=replace(tiny.model, context_dilations=(2,)))
+    cfg = _with(grown, tmp_path / "run", init_weights=str(tmp_path / "src" / "model"),
+                image_init_weights=str(tmp_path / "src" / "image"))
+    state = Trainer(cfg, resume=False).model.state_dict()
+    for k, v in source.items():
+        if not k.startswith("probe."):
+            assert torch.equal(state[k], v), k
+    new = [k for k in state if ".context." in k]
+    assert new and {k.split(".context.")[0] for k in new} == {"trunk", "image_branch.trunk"}
+    assert all(not state[k].any() for k in new if ".context.out." in k)  # starts as identity
+    # the other way round (dropping a trained block) would lose weights: refused
+    _export_random(grown, tmp_path / "big" / "model", seed=0)
+    from kmtr_stream.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="context_dilations"):
+        Trainer(_with(tiny, tmp_path / "r2", init_weights=str(tmp_path / "big" / "model")),
+                resume=False)
 
 
 def test_warm_start_from_another_architecture_is_refused(tiny: TrainConfig, tmp_path: Path) -> None:
