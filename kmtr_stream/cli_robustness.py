@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
             }
             if pose == "rot0":
                 in_scores = subject_ood(loaded, pred, cohort.voxel_size_mm)
-        out_scores, out_dice, sources = [], [], ["shifted", *broken]
+        # (OOD score, myocardium Dice) per subject of each out-of-distribution source
+        outs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         pred = predict(shifted, "shifted")
         d = dice_per_class(pred.labels, np.asarray(shifted.labels), 4)
         res["shifted"] = {
@@ -132,25 +133,27 @@ def run(args: argparse.Namespace) -> int:
                 (pred.logits.argmax(axis=1) == np.asarray(shifted.diagnosis)).mean()
             ),
         }
-        out_scores.append(subject_ood(loaded, pred, shifted.voxel_size_mm))
-        out_dice.append(myo_dice(pred, np.asarray(shifted.labels)))
+        outs["shifted"] = (
+            subject_ood(loaded, pred, shifted.voxel_size_mm),
+            myo_dice(pred, np.asarray(shifted.labels)),
+        )
         res["broken"] = {}
         for what, cohort in broken.items():
             pred = predict(cohort, what)
             md = myo_dice(pred, np.asarray(cohort.labels))
-            sc = subject_ood(loaded, pred, cohort.voxel_size_mm)
             res["broken"][what] = {"dice_myo": float(np.nanmean(md))}
-            out_scores.append(sc)
-            out_dice.append(md)
+            outs[what] = (subject_ood(loaded, pred, cohort.voxel_size_mm), md)
         ood = loaded.meta.get("ood")
         if ood:
             threshold = float(ood["threshold"])
             res["ood"] = ood_report(
-                in_scores, np.concatenate(out_scores), np.concatenate(out_dice), threshold
+                in_scores,
+                np.concatenate([sc for sc, _ in outs.values()]),
+                np.concatenate([md for _, md in outs.values()]),
+                threshold,
             )
             res["ood"]["by_source"] = {
-                src: ood_report(in_scores, sc, md, threshold)
-                for src, sc, md in zip(sources, out_scores, out_dice, strict=True)
+                src: ood_report(in_scores, sc, md, threshold) for src, (sc, md) in outs.items()
             }
         report["models"][name] = res
     out = Path(args.out)
