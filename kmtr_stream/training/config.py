@@ -82,6 +82,8 @@ class TrainSettings:
         head_refit_epochs: epochs of the second stage that refits the subject head on
             frozen slice latents (``training.head_refit``); 0 = none.
         head_refit_subjects: training subjects whose features the refit uses.
+        head_refit_keep: "better" keeps whichever head, refitted or end-to-end, has the
+            lower subject-head loss on the val split; "refit" always keeps the refit.
         backend: torch.distributed backend when launched under torchrun.
         progress: show tqdm progress bars.
         init_weights: exported weights (a shipped name such as "default" or a file stem)
@@ -124,6 +126,7 @@ class TrainSettings:
     threads: int = 2
     head_refit_epochs: int = 0
     head_refit_subjects: int = 600
+    head_refit_keep: str = "better"
     backend: str = "gloo"
     progress: bool = True
     init_weights: str = ""
@@ -169,6 +172,11 @@ def parse_config(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
         raise ConfigError(f"{source} [train] kind: expected 'kmtr' or 'image', got {tcfg.kind!r}")
     if tcfg.image_input not in ("zero_filled", "full"):
         raise ConfigError(f"{source} [train] image_input: expected 'zero_filled' or 'full'")
+    if tcfg.head_refit_keep not in ("better", "refit"):
+        raise ConfigError(
+            f"{source} [train] head_refit_keep: expected 'better' or 'refit', "
+            f"got {tcfg.head_refit_keep!r}"
+        )
     if dcfg.n_virtual_coils != model.n_coils:
         raise ConfigError(f"{source}: [data] n_virtual_coils must equal [model] n_coils")
     if tcfg.kind == "kmtr" and tcfg.batch_size < 2 and tcfg.w_align > 0:

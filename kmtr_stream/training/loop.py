@@ -18,7 +18,7 @@ from tqdm import tqdm
 from kmtr_stream.model.io import export_weights
 from kmtr_stream.model.networks import ImageModel, KMTRModel, SliceModel
 from kmtr_stream.training import distributed
-from kmtr_stream.training.calibration import fit_temperature
+from kmtr_stream.training.calibration import fit_temperature, nll
 from kmtr_stream.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kmtr_stream.training.config import TrainConfig, TrainSettings
 from kmtr_stream.training.data import build_cohort, make_batch
@@ -312,7 +312,8 @@ class Trainer:
         return stem
 
     def refit_heads(self) -> None:
-        """Second stage: refit the subject head(s) on frozen latents of training subjects."""
+        """Second stage: refit the subject head(s) on frozen latents of training subjects;
+        each keeps whichever head, refitted or end-to-end, has the lower val loss."""
         from kmtr_stream.training.head_refit import refit_subject_head, subject_features
 
         st = self.cfg.train
@@ -333,9 +334,29 @@ class Trainer:
                 self.phen_std,
                 self.dist.device,
             )
-            losses = refit_subject_head(net, feats, st.head_refit_epochs, st.seed)
             branch = "kspace" if isinstance(net, KMTRModel) else image_input
-            self._log({"step": self.step, "head_refit": branch, **losses})
+            if st.head_refit_keep == "refit":
+                losses = refit_subject_head(net, feats, st.head_refit_epochs, st.seed)
+                self._log({"step": self.step, "head_refit": branch, **losses, "kept": "refit"})
+                continue
+            trained = net.subject_head
+            before = self._head_val_loss(net, image_input)
+            losses = refit_subject_head(net, feats, st.head_refit_epochs, st.seed)
+            after = self._head_val_loss(net, image_input)
+            # A refit on a few hundred subjects can overfit them (late stages, whose
+            # end-to-end head has converged): the head that validates better is kept.
+            if after >= before:
+                net.subject_head = trained
+            self._log({"step": self.step, "head_refit": branch, **losses,
+                       "val_head_loss": {"end_to_end": before, "refit": after},
+                       "kept": "refit" if after < before else "end_to_end"})
+
+    def _head_val_loss(self, net: SliceModel, image_input: str) -> float:
+        """Subject-head loss on the val split at 4x: phenotype MAE (standardised units)
+        plus the diagnosis NLL at its best temperature."""
+        v = self.validate(accel=4, net=net, image_input=image_input)
+        t = fit_temperature(v["logits"], v["targets"])
+        return float(v["phen_mae_std"] + nll(v["logits"], v["targets"], t))
 
     def _calibrate(self, net: SliceModel, image_input: str) -> tuple[float, dict[str, Any]]:
         logits, targets, v4 = [], [], {}

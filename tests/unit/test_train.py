@@ -45,6 +45,7 @@ def test_tiny_run_beats_trivial_predictors(tiny: TrainConfig, tmp_path: Path) ->
         warmup_steps=3,
         head_refit_epochs=40,
         head_refit_subjects=8,
+        head_refit_keep="refit",  # the refit itself is under test, not the choice on 4 val subjects
     )
     trainer = Trainer(cfg, resume=False)
     for _ in range(cfg.train.max_steps):
@@ -145,6 +146,24 @@ def test_ddp_gloo_world_size_one_matches_single_process(
         from kmtr_stream.training import distributed
 
         distributed.teardown(trainer.dist)
+
+
+def test_head_refit_keeps_the_head_that_validates_better(tiny: TrainConfig, tmp_path: Path) -> None:
+    import json
+
+    cfg = _with(tiny, tmp_path, max_steps=4, head_refit_epochs=3, head_refit_subjects=8)
+    trainer = Trainer(cfg, resume=False)
+    for _ in range(4):
+        trainer.train_step()
+    trainer.refit_heads()
+    logs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    refits = [r for r in logs if "head_refit" in r]
+    assert [r["head_refit"] for r in refits] == ["kspace", "full"]  # k-MTR and its image branch
+    for rec, (net, inp) in zip(refits, [(trainer.model, "zero_filled"),
+                                        (trainer.model.image_branch, "full")], strict=True):
+        losses = rec["val_head_loss"]
+        assert rec["kept"] == min(losses, key=losses.get)
+        assert trainer._head_val_loss(net, inp) == pytest.approx(min(losses.values()), rel=1e-6)
 
 
 def test_frontend_transforms_get_their_own_rate_without_decay(tiny: TrainConfig) -> None:
