@@ -11,14 +11,17 @@ def _act(name: str) -> nn.Module:
     return nn.GELU() if name == "gelu" else nn.ReLU(inplace=True)
 
 
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(4 if channels % 4 == 0 else 1, channels)
+
+
 def _block(cin: int, cout: int, activation: str = "relu") -> nn.Sequential:
-    groups = 4 if cout % 4 == 0 else 1
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1),
-        nn.GroupNorm(groups, cout),
+        _norm(cout),
         _act(activation),
         nn.Conv2d(cout, cout, 3, padding=1),
-        nn.GroupNorm(groups, cout),
+        _norm(cout),
         _act(activation),
     )
 
@@ -37,12 +40,11 @@ class ContextBlock(nn.Module):
 
     def __init__(self, channels: int, dilations: tuple[int, ...], activation: str) -> None:
         super().__init__()
-        groups = 4 if channels % 4 == 0 else 1
         layers: list[nn.Module] = []
         for d in dilations:
             layers += [
                 nn.Conv2d(channels, channels, 3, padding=d, dilation=d),
-                nn.GroupNorm(groups, channels),
+                _norm(channels),
                 _act(activation),
             ]
         self.body = nn.Sequential(*layers)

@@ -335,21 +335,23 @@ class Trainer:
                 self.dist.device,
             )
             branch = "kspace" if isinstance(net, KMTRModel) else image_input
-            if st.head_refit_keep == "refit":
-                losses = refit_subject_head(net, feats, st.head_refit_epochs, st.seed)
-                self._log({"step": self.step, "head_refit": branch, **losses, "kept": "refit"})
-                continue
-            trained = net.subject_head
-            before = self._head_val_loss(net, image_input)
-            losses = refit_subject_head(net, feats, st.head_refit_epochs, st.seed)
-            after = self._head_val_loss(net, image_input)
-            # A refit on a few hundred subjects can overfit them (late stages, whose
-            # end-to-end head has converged): the head that validates better is kept.
-            if after >= before:
-                net.subject_head = trained
-            self._log({"step": self.step, "head_refit": branch, **losses,
-                       "val_head_loss": {"end_to_end": before, "refit": after},
-                       "kept": "refit" if after < before else "end_to_end"})
+            trained, choose = net.subject_head, st.head_refit_keep == "better"
+            before = self._head_val_loss(net, image_input) if choose else 0.0
+            record: dict[str, Any] = {
+                "step": self.step,
+                "head_refit": branch,
+                **refit_subject_head(net, feats, st.head_refit_epochs, st.seed),
+                "kept": "refit",
+            }
+            if choose:
+                # A refit on a few hundred subjects can overfit them (late stages, whose
+                # end-to-end head has converged): the head that validates better is kept.
+                after = self._head_val_loss(net, image_input)
+                record["val_head_loss"] = {"end_to_end": before, "refit": after}
+                if after >= before:
+                    net.subject_head = trained
+                    record["kept"] = "end_to_end"
+            self._log(record)
 
     def _head_val_loss(self, net: SliceModel, image_input: str) -> float:
         """Subject-head loss on the val split at 4x: phenotype MAE (standardised units)

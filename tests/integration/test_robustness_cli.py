@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from kmtr_stream.cli import main
@@ -20,8 +21,6 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_every_source_reports_under_its_own_name(report: dict) -> None:
-    import numpy as np
-
     k = np.zeros((1, 2, 4, 4), np.complex64)
     names = set(broken_inputs(k, np.zeros((1, 4, 4), int), np.zeros((1, 4, 4)), seed=0))
     for res in report["models"].values():
