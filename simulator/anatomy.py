@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from simulator.motion import contraction_curve
+
 #: Nominal bSSFP-like magnitudes of the tissues (blood bright, lung dark).
 TISSUE_INTENSITY: dict[str, float] = {
     "blood": 1.0,
@@ -103,6 +105,22 @@ class SubjectParams:
     snr: float = 0.0
     #: Receive coils of this subject (0: ``SimConfig.n_coils``).
     n_coils: int = 0
+    #: How far the slice stack sits below the default base position, mm: the basal
+    #: plane cuts the ventricle ``5 + plane_offset_mm`` mm below the ED base (operators
+    #: plan it anywhere just under the valve plane).
+    plane_offset_mm: float = 0.0
+    #: Through-plane descent of the base towards the (fixed) apex at end-systole, mm
+    #: (mitral annular excursion). Slices above the descended base show the atria,
+    #: which are labelled background (the ACDC convention).
+    base_descent_mm: float = 0.0
+    #: Systolic time warp of the contraction curve (see ``motion.contraction_curve``).
+    ejection_warp: float = 1.0
+    #: Early-filling fraction of diastole (0: one raised cosine).
+    early_filling: float = 0.0
+
+    def contraction(self, n_phases: int) -> np.ndarray:
+        """``(n_phases,)`` contraction curve of this subject's cycle."""
+        return contraction_curve(n_phases, self.es_phase, self.ejection_warp, self.early_filling)
 
     def tissue(self) -> dict[str, float]:
         """Intensity of every tissue of this subject."""

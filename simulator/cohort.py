@@ -18,7 +18,7 @@ from kmtr_stream.errors import KmtrError
 from simulator.anatomy import SubjectParams, akinetic_fraction, mosteller_bsa
 from simulator.config import SimConfig
 from simulator.disease import DiseaseTargets, draw_targets, rule_violations
-from simulator.phantom import render_labels, slice_geometry
+from simulator.phantom import plane_positions_mm, render_labels, slice_geometry
 from simulator.randomization import randomized_fields
 
 _MAX_ATTEMPTS = 40
@@ -121,11 +121,29 @@ def lv_contraction_for_ef(lvef: float, akinetic: np.ndarray) -> float:
     return float(np.interp(1.0 - lvef / 100.0, ratio[::-1], ks[::-1]))
 
 
+def _solve_lv_contraction(p: SubjectParams, lvef: float, cfg: SimConfig) -> float:
+    """Radial contraction giving ``lvef`` (%) from the rasterised labels.
+
+    Base descent empties the ventricle too (and takes the basal plane into the atria
+    at end-systole), so the slice-alike estimate of ``lv_contraction_for_ef`` is only
+    the starting bracket.
+    """
+    ed = float(_volume_ml(render_labels(p, cfg, [0]), Label.LV_CAVITY, cfg)[0])
+
+    def ef_gap(k: float) -> float:
+        es = _volume_ml(
+            render_labels(replace(p, lv_contraction=k), cfg, [p.es_phase]), Label.LV_CAVITY, cfg
+        )[0]
+        return float(100.0 * (1.0 - es / max(ed, 1e-3)) - lvef)
+
+    return _solve(ef_gap, 0.0, min(p.lv_contraction + 0.1, 0.95), tol=0.7)
+
+
 def _calibrate(p: SubjectParams, t: DiseaseTargets, cfg: SimConfig) -> SubjectParams:
     """Tune radii and contractions so the rasterised volumes hit the targets."""
     lv_target = t.lvedv_index * p.bsa_m2
     rv_target = t.rvedv_index * p.bsa_m2
-    z = np.asarray(cfg.slice_positions_mm())
+    z = plane_positions_mm(p, cfg)
     taper = np.clip(1.0 - (z / p.lv_length_mm) ** 2, 0.0, 1.0).sum()
     radius = float(np.sqrt(lv_target * 1000.0 / (np.pi * cfg.slice_spacing_mm * taper)))
     p = replace(p, lv_radius_mm=radius)
@@ -134,6 +152,8 @@ def _calibrate(p: SubjectParams, t: DiseaseTargets, cfg: SimConfig) -> SubjectPa
     p = replace(p, lv_radius_mm=p.lv_radius_mm * float(np.sqrt(lv_target / max(lv, 1e-3))))
     w = akinetic_fraction(t.infarct_angle_rad, t.infarct_kappa) if t.infarct else np.zeros(360)
     p = replace(p, lv_contraction=lv_contraction_for_ef(t.lvef, w))
+    if p.base_descent_mm > 0:
+        p = replace(p, lv_contraction=_solve_lv_contraction(p, t.lvef, cfg))
 
     base_u, base_v = p.rv_semi_u_mm, p.rv_semi_v_mm
 

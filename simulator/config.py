@@ -8,6 +8,10 @@ from kmtr_stream.conventions import CLASSES
 from kmtr_stream.errors import ConfigError
 
 #: Mask kinds understood by :mod:`simulator.sampling`.
+#: What a configuration renders changes with this number (it keys every cohort cache):
+#: 2 added class-specific motion (base descent, ejection and filling timing).
+SIMULATOR_VERSION = 2
+
 MASK_KINDS = ("equispaced", "variable_density")
 #: Line orderings understood by :func:`simulator.sampling.line_order`.
 ORDERINGS = ("linear", "centre-out")

@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from kmtr_stream.errors import ConfigError
 from simulator.cohort import make_subject
-from simulator.config import SimConfig
+from simulator.config import SIMULATOR_VERSION, SimConfig
 from simulator.kspace import ifft2c, rss, virtual_coil_buffer
 from simulator.noise import complex_normal, prewhitening_matrix
 from simulator.scan import coil_kspace, scanner_rng, scanner_setup
@@ -46,7 +46,6 @@ from simulator.scan import coil_kspace, scanner_rng, scanner_setup
 #: First subject id of each split; splits never overlap while n_subjects < 500_000.
 SPLIT_OFFSETS: dict[str, int] = {"train": 0, "val": 500_000, "test": 1_000_000}
 _MAX_PER_SPLIT = 500_000
-_CACHE_VERSION = 1
 _KEYS = ("kspace", "image", "labels", "phenotypes", "diagnosis", "phases", "voxel_size_mm")
 
 
@@ -172,7 +171,7 @@ class CohortDataset(Dataset[dict[str, torch.Tensor]]):
         """Hash of everything the cached arrays depend on."""
         blob = json.dumps(
             {
-                "v": _CACHE_VERSION,
+                "v": SIMULATOR_VERSION,
                 "cfg": asdict(self.config),
                 "seed": self.seed,
                 "split": self.split,

@@ -80,6 +80,32 @@ def draw_targets(diagnosis: int, rng: np.random.Generator) -> DiseaseTargets:
     )
 
 
+#: Per class: ranges of base descent (mm, mitral annular excursion), systolic time
+#: warp (< 1 empties early) and early-filling fraction of diastole. Longitudinal
+#: function falls first in disease (DCM, MINF; HCM despite its high ejection
+#: fraction); hypertrophied ventricles eject fast and fill late (impaired
+#: relaxation); dilated ones eject slowly and fill early (restrictive filling).
+MOTION_RANGES: dict[int, tuple[tuple[float, float], ...]] = {
+    NOR: ((11.0, 17.0), (0.85, 1.15), (0.6, 0.85)),
+    DCM: ((3.0, 7.0), (1.1, 1.5), (0.75, 0.9)),
+    HCM: ((7.0, 12.0), (0.6, 0.85), (0.3, 0.55)),
+    MINF: ((4.0, 9.0), (1.0, 1.35), (0.5, 0.8)),
+    ARV: ((9.0, 15.0), (0.85, 1.15), (0.6, 0.85)),
+}
+
+
+def draw_motion(diagnosis: int, rng: np.random.Generator) -> dict[str, float]:
+    """``SubjectParams`` motion fields (and the basal plane's offset) of one subject."""
+    if diagnosis not in MOTION_RANGES:
+        raise ValueError(f"diagnosis must index CLASSES (0..{len(CLASSES) - 1}), got {diagnosis}")
+    names = ("base_descent_mm", "ejection_warp", "early_filling")
+    out = {k: float(rng.uniform(*r)) for k, r in zip(names, MOTION_RANGES[diagnosis], strict=True)}
+    # The basal plane sits 2-11 mm under the valve, so whether it reaches the atria at
+    # end-systole says little about the class on its own.
+    out["plane_offset_mm"] = float(rng.uniform(-3.0, 6.0))
+    return out
+
+
 def rule_violations(
     diagnosis: int, phen: dict[str, float], bsa_m2: float, max_wall_mm: float, infarct: bool
 ) -> list[str]:

@@ -17,7 +17,6 @@ import numpy as np
 from kmtr_stream.conventions import Label
 from simulator.anatomy import SubjectParams, harmonics, von_mises
 from simulator.config import SimConfig
-from simulator.motion import contraction_curve
 
 #: Papillary muscles of the plain phantom: (angle, radial fraction, size fraction).
 _PAPILLARY = (-0.9, 0.6, 0.16, 1.2, 0.6, 0.16)
@@ -63,7 +62,11 @@ def to_scanner(p: SubjectParams, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
 
 @dataclass(frozen=True)
 class SliceGeometry:
-    """Per-slice heart geometry at end-diastole, arrays of shape ``(slices,)``."""
+    """Heart geometry at end-diastole of the tissue at given positions along the long axis.
+
+    Arrays have the shape of the positions: ``(slices,)`` for the slice planes, or
+    ``(phases, slices)`` for the tissue each plane cuts in each phase.
+    """
 
     cx: np.ndarray
     cy: np.ndarray
@@ -74,9 +77,21 @@ class SliceGeometry:
     hyp: np.ndarray
 
 
-def slice_geometry(p: SubjectParams, cfg: SimConfig) -> SliceGeometry:
-    """Half-ellipsoid taper of the ventricles from base to apex."""
-    z = np.asarray(cfg.slice_positions_mm(), dtype=np.float64)
+def plane_positions_mm(p: SubjectParams, cfg: SimConfig) -> np.ndarray:
+    """``(slices,)`` distance of each slice plane below this subject's end-diastolic base."""
+    return np.asarray(cfg.slice_positions_mm(), dtype=np.float64) + p.plane_offset_mm
+
+
+def slice_geometry(
+    p: SubjectParams, cfg: SimConfig, z_mm: np.ndarray | None = None
+) -> SliceGeometry:
+    """Half-ellipsoid taper of the ventricles from base to apex.
+
+    Args:
+        z_mm: tissue positions below the end-diastolic base (default: what the slice
+            planes cut at end-diastole, ``plane_positions_mm``).
+    """
+    z = np.asarray(plane_positions_mm(p, cfg) if z_mm is None else z_mm, dtype=np.float64)
     s_lv = np.sqrt(np.clip(1.0 - (z / p.lv_length_mm) ** 2, 0.0, 1.0))
     s_rv = np.sqrt(np.clip(1.0 - (z / p.rv_length_mm) ** 2, 0.0, 1.0))
     beyond = z > p.lv_length_mm + p.wall_mm
@@ -94,6 +109,22 @@ def slice_geometry(p: SubjectParams, cfg: SimConfig) -> SliceGeometry:
     )
 
 
+#: Wall of the atria that slices above the descended base cut (rendered, labelled background).
+ATRIAL_WALL_MM = 2.0
+
+
+def tissue_positions_mm(p: SubjectParams, cfg: SimConfig, c: np.ndarray) -> np.ndarray:
+    """``(phases, slices)`` end-diastolic position of the tissue each slice plane cuts.
+
+    The base descends by ``base_descent_mm * c`` towards the fixed apex, stretching
+    the long axis uniformly, so the plane at ``z`` cuts the tissue that sat at
+    ``(z - d) / (1 - d / L)``; negative values lie above the base (the atria).
+    """
+    z = plane_positions_mm(p, cfg)[None, :]
+    d = p.base_descent_mm * np.asarray(c, dtype=np.float64)[:, None]
+    return (z - d) / (1.0 - d / p.lv_length_mm)
+
+
 @dataclass(frozen=True)
 class HeartMasks:
     """Boolean heart masks of shape ``(phases, slices, y, x)``."""
@@ -103,6 +134,8 @@ class HeartMasks:
     rv_cavity: np.ndarray
     rv_wall: np.ndarray
     papillary: np.ndarray
+    #: ``(phases, slices, 1, 1)``: the plane cuts the atria, whose masks are labelled background.
+    atrial: np.ndarray
 
 
 def heart_masks(
@@ -126,22 +159,27 @@ def heart_masks(
     Returns:
         Masks of shape ``(phases, slices, y, x)`` (image-only masks empty when ``labels_only``).
     """
-    g = slice_geometry(p, cfg)
-    c = contraction_curve(cfg.n_phases, p.es_phase)[np.asarray(phases, dtype=np.int64)]
+    c = p.contraction(cfg.n_phases)[np.asarray(phases, dtype=np.int64)]
+    zeta = tissue_positions_mm(p, cfg, c)  # (P, S)
+    atrial = zeta < 0.0
+    g = slice_geometry(p, cfg, np.maximum(zeta, 0.0))
     f32 = np.float32
-    cp = c.astype(f32)[:, None, None, None]  # (P, 1, 1, 1)
+    # Atria fill while the ventricles empty: their walls stay put (no contraction).
+    cp = np.where(atrial, 0.0, c[:, None]).astype(f32)[:, :, None, None]  # (P, S, 1, 1)
 
     def per_slice(a: np.ndarray) -> np.ndarray:
-        return a.astype(f32)[None, :, None, None]  # (1, S, 1, 1)
+        return a.astype(f32)[:, :, None, None]  # (P, S, 1, 1)
+
+    in_atria = atrial[:, :, None, None]
 
     if x_mm.ndim == 1:
-        dx = x_mm[None, None, None, :] - per_slice(g.cx)  # (1, S, 1, X)
-        dy = y_mm[None, None, :, None] - per_slice(g.cy)  # (1, S, Y, 1)
+        dx = x_mm[None, None, None, :] - per_slice(g.cx)  # (P, S, 1, X)
+        dy = y_mm[None, None, :, None] - per_slice(g.cy)  # (P, S, Y, 1)
     else:
-        dx = x_mm[None, None] - per_slice(g.cx)  # (1, S, Y, X)
+        dx = x_mm[None, None] - per_slice(g.cx)  # (P, S, Y, X)
         dy = y_mm[None, None] - per_slice(g.cy)
     ca, sa = f32(np.cos(p.heart_angle_rad)), f32(np.sin(p.heart_angle_rad))
-    u = dx * ca + dy * sa  # (1, S, Y, X)
+    u = dx * ca + dy * sa  # (P, S, Y, X)
     v = dy * ca - dx * sa
     rho2 = u * u + v * v
 
@@ -166,6 +204,7 @@ def heart_masks(
             thick = thick - f32(p.infarct_thinning_mm) * w_inf
             k = k * (1.0 - w_inf)
     thick = np.maximum(thick, f32(2.0)) * (wall > 0)
+    thick = np.where(in_atria, f32(ATRIAL_WALL_MM), thick)
     r_endo = radius * (1.0 - cp * k)  # (P, S, Y, X) or (P, S, 1, 1)
     r_endo2 = r_endo * r_endo
     # Incompressible myocardium: each angular sector keeps its area (wall thickening):
@@ -186,7 +225,8 @@ def heart_masks(
     if labels_only:
         empty = np.zeros(lv_cav.shape, dtype=bool)
         return HeartMasks(
-            lv_cavity=lv_cav, lv_myo=lv_myo, rv_cavity=rv_cav, rv_wall=empty, papillary=empty
+            lv_cavity=lv_cav, lv_myo=lv_myo, rv_cavity=rv_cav, rv_wall=empty, papillary=empty,
+            atrial=in_atria,
         )
     e_out = ((u - uc) / (safe_a + RV_WALL_MM)) ** 2 + ((v - vc) / (safe_b + RV_WALL_MM)) ** 2
     rv_wall = (e_out < rv_border) & ~rv_cav & ~lv_epi & present
@@ -199,9 +239,10 @@ def heart_masks(
         pu, pv = rf * r_endo * np.cos(ang), rf * r_endo * np.sin(ang)
         pr = sf * radius
         pap |= ((u - pu) ** 2 + (v - pv) ** 2) < pr * pr
-    pap &= lv_cav & (radius > 0.5 * p.lv_radius_mm)
+    pap &= lv_cav & (radius > 0.5 * p.lv_radius_mm) & ~in_atria
     return HeartMasks(
-        lv_cavity=lv_cav, lv_myo=lv_myo, rv_cavity=rv_cav, rv_wall=rv_wall, papillary=pap
+        lv_cavity=lv_cav, lv_myo=lv_myo, rv_cavity=rv_cav, rv_wall=rv_wall, papillary=pap,
+        atrial=in_atria,
     )
 
 
@@ -211,6 +252,7 @@ def masks_to_labels(m: HeartMasks) -> np.ndarray:
     labels[m.rv_cavity] = int(Label.RV_CAVITY)
     labels[m.lv_myo] = int(Label.LV_MYOCARDIUM)
     labels[m.lv_cavity] = int(Label.LV_CAVITY)
+    labels[np.broadcast_to(m.atrial, labels.shape)] = int(Label.BACKGROUND)
     return labels
 
 
@@ -387,8 +429,9 @@ def _box_mean(a: np.ndarray, ss: int) -> np.ndarray:
 def _tight_heart_box(p: SubjectParams, cfg: SimConfig, nx: int) -> tuple[int, int, int, int]:
     """Pixel box ``(x0, x1, y0, y1)`` holding the heart of every phase on an ``nx``-wide grid.
 
-    End-diastole bounds every phase (contraction only moves walls inwards), so
-    the box is the ED heart at pixel centres, RV wall included, plus two pixels.
+    End-diastole and end-systole bound the cycle (contraction moves walls inwards;
+    base descent brings wider tissue into the apical planes at end-systole), so the
+    box holds both at pixel centres, RV wall included, plus two pixels.
     """
     g = slice_geometry(p, cfg)
     ext = heart_extent_mm(p)
@@ -400,7 +443,7 @@ def _tight_heart_box(p: SubjectParams, cfg: SimConfig, nx: int) -> tuple[int, in
     bx, by = body_coords(
         p, pixel_coords_mm(nx, cfg.dx_mm)[x0:x1], pixel_coords_mm(cfg.ny, cfg.dy_mm)[y0:y1]
     )
-    m = heart_masks(p, cfg, [0], bx, by)
+    m = heart_masks(p, cfg, [0, p.es_phase], bx, by)
     heart = (m.lv_cavity | m.lv_myo | m.rv_cavity | m.rv_wall).any(axis=(0, 1))
     rows, cols = np.flatnonzero(heart.any(axis=1)), np.flatnonzero(heart.any(axis=0))
     if rows.size == 0:

@@ -7,8 +7,10 @@ harmonic deformations of the LV and RV borders, a variable RV crescent, 2-5
 papillary muscles / trabeculae, extra structures around the heart (bright
 vessels that are not the LV among them), tissue intensities drawn per tissue
 (bSSFP-like jitter, or fully random in the spirit of SynthSeg), stronger bias
-and background phase, a blood SNR of 12-80 and 4-16 receive coils. The ground
-truth stays exact: labels are rendered from the same parameters.
+and background phase, a blood SNR of 12-80 and 4-16 receive coils, and the
+class-specific motion of ``disease.MOTION_RANGES`` (base descent towards the apex,
+ejection and filling timing). The ground truth stays exact: labels are rendered
+from the same parameters.
 
 ``"shifted"`` draws families held out of training entirely: low blood-myocardium
 contrast with dark fat, an obese body habitus, stronger border deformations, more
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from simulator.anatomy import TISSUE_INTENSITY, SubjectParams
+from simulator.disease import draw_motion
 
 #: Randomization modes understood by :func:`randomized_fields`.
 MODES = ("none", "train", "shifted")
@@ -114,4 +117,5 @@ def randomized_fields(mode: str, p: SubjectParams, rng: np.random.Generator) -> 
     }
     n_clutter = int(rng.integers(4, 8) if shifted else rng.integers(1, 6))
     q["clutter"] = _clutter(replace(p, body_semi_x_mm=body_x), n_clutter, rng)
+    q.update(draw_motion(p.diagnosis, rng))
     return q

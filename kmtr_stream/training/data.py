@@ -15,13 +15,16 @@ from tqdm import tqdm
 from kmtr_stream.kspace.pose import shift_image, shift_kspace
 from kmtr_stream.training.config import DataConfig, TrainSettings
 from kmtr_stream.training.masks import sample_mask
+from simulator.config import SIMULATOR_VERSION
 
 _FIELDS = ("kspace", "image", "labels", "phenotypes", "diagnosis", "voxel_size_mm")
 
 
 def _cache_key(split: str, n: int, data: DataConfig) -> str:
     tag = json.dumps(
-        {"seed": data.seed, "coils": data.n_virtual_coils, "sim": data.sim}, sort_keys=True
+        {"seed": data.seed, "coils": data.n_virtual_coils, "sim": data.sim,
+         "version": SIMULATOR_VERSION},
+        sort_keys=True,
     )
     return f"{split}_n{n}_{hashlib.sha1(tag.encode()).hexdigest()[:10]}"
 

@@ -233,7 +233,7 @@ def test_shipped_training_configs_load(path: Path) -> None:
     assert cfg.train.max_steps > 0 and cfg.model.n_coils == cfg.data.n_virtual_coils
 
 
-@pytest.mark.parametrize("stage", ["", "_stage2", "_stage3"])
+@pytest.mark.parametrize("stage", ["", "_stage2", "_stage3", "_stage4"])
 def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch(stage: str) -> None:
     """The recon baseline trains with k-MTR's data, budget, augmentation and trunk."""
     k = load_config(ROOT / "configs" / f"train_default{stage}.toml")
