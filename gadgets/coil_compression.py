@@ -19,6 +19,7 @@ from typing import Any
 import ismrmrd
 import numpy as np
 
+from kmtr_stream.acquisition_fast import copy_head, new_acquisition
 from kmtr_stream.backend import array_module, to_numpy
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
@@ -112,15 +113,15 @@ class CoilCompressionGadget(Gadget):
             virt = np.concatenate(
                 [virt, np.zeros((nv - virt.shape[0], virt.shape[1]), virt.dtype)], axis=0
             )
-        head = acq.getHead()
+        head = copy_head(acq)
         head.active_channels = nv
         head.available_channels = nv
         for i in range(len(head.channel_mask)):
             bits = max(0, min(64, nv - 64 * i))
             head.channel_mask[i] = (1 << bits) - 1 if bits < 64 else (1 << 64) - 1
-        return ismrmrd.Acquisition(
-            head, data=np.ascontiguousarray(virt, dtype=np.complex64),
-            trajectory=np.array(acq.traj, dtype=np.float32),
+        return new_acquisition(
+            head, np.ascontiguousarray(virt, dtype=np.complex64),
+            np.array(acq.traj, dtype=np.float32),
         )
 
     def _release(self) -> list[ismrmrd.Acquisition]:

@@ -24,6 +24,7 @@ from typing import Any
 import ismrmrd
 import numpy as np
 
+from kmtr_stream.acquisition_fast import copy_head, new_acquisition
 from kmtr_stream.backend import array_module, to_numpy
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
@@ -168,9 +169,9 @@ class NoisePrewhiteningGadget(Gadget):
         if self.prewhitener is not None:
             white = apply_prewhitening(self.prewhitener, self.xp.asarray(acq.data))
             # A new message, never an in-place edit: upstream taps may hold the original.
-            acq = ismrmrd.Acquisition(
-                acq.getHead(),
-                data=np.ascontiguousarray(to_numpy(white), dtype=np.complex64),
-                trajectory=np.array(acq.traj, dtype=np.float32),
+            acq = new_acquisition(
+                copy_head(acq),
+                np.ascontiguousarray(to_numpy(white), dtype=np.complex64),
+                np.array(acq.traj, dtype=np.float32),
             )
         yield acq

@@ -16,6 +16,7 @@ from typing import Any
 import ismrmrd
 import numpy as np
 
+from kmtr_stream.acquisition_fast import copy_head, new_acquisition
 from kmtr_stream.backend import array_module, to_numpy
 from kmtr_stream.chain.gadget import ChainContext, Gadget
 from kmtr_stream.chain.registry import register
@@ -60,15 +61,15 @@ class RemoveOversamplingGadget(Gadget):
         if self._op is None or self._op.shape != (n_in, n_out):
             self._op = readout_crop_operator(n_in, n_out, self.xp)
         data = self.xp.asarray(acq.data) @ self._op
-        head = acq.getHead()
+        head = copy_head(acq)
         head.number_of_samples = n_out
         head.center_sample = center_sample_after(int(head.center_sample), n_in, n_out)
         traj = acq.traj
         if traj.shape[1] > 0:
             start = crop_start(n_in, n_out)
             traj = traj[start : start + n_out]
-        yield ismrmrd.Acquisition(
+        yield new_acquisition(
             head,
-            data=np.ascontiguousarray(to_numpy(data), dtype=np.complex64),
-            trajectory=np.ascontiguousarray(traj, dtype=np.float32),
+            np.ascontiguousarray(to_numpy(data), dtype=np.complex64),
+            np.array(traj, dtype=np.float32),
         )

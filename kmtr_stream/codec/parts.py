@@ -43,6 +43,7 @@ from typing import Any
 import ismrmrd
 import numpy as np
 
+from kmtr_stream.acquisition_fast import new_acquisition
 from kmtr_stream.codec.maps import decode_error, decode_result, encode_error, encode_result
 from kmtr_stream.errors import ProtocolError, UnknownMessageError
 from kmtr_stream.messages import (
@@ -323,7 +324,7 @@ def decode_acquisition(h: Any, t: Any, d: Any) -> ismrmrd.Acquisition:
         _expect_len(d, ns * nc * 8, "acquisition data (samples x channels x 8)")
     traj = np.frombuffer(t, dtype=_F32).reshape(ns, nd) if nd else np.empty((ns, 0), _F32)
     data = np.frombuffer(d, dtype=_C64).reshape(nc, ns)
-    return _new_acquisition(head, data, traj)
+    return new_acquisition(head, data, traj)
 
 
 def decode_acquisition_at(buf: Any, parts: Sequence[tuple[int, int]]) -> ismrmrd.Acquisition:
@@ -341,39 +342,9 @@ def decode_acquisition_at(buf: Any, parts: Sequence[tuple[int, int]]) -> ismrmrd
             traj = (np.frombuffer(buf, _F32, ns * dims, ot).reshape(ns, dims) if dims
                     else np.empty((ns, 0), _F32))
             data = np.frombuffer(buf, _C64, ns * nc, od).reshape(nc, ns)
-            return _new_acquisition(head, data, traj)
+            return new_acquisition(head, data, traj)
     view = memoryview(buf)
     return decode_acquisition(view[oh:oh + nh], view[ot:ot + nt], view[od:od + nd])
-
-
-def _probe_acquisition_slots() -> bool:
-    """True when ``Acquisition.__init__`` only stores ``(head, data, traj)`` as checked here."""
-    head = ismrmrd.AcquisitionHeader()
-    data, traj = np.zeros((1, 1), _C64), np.zeros((1, 0), _F32)
-    probe = ismrmrd.Acquisition(head, data, traj)
-    fields = vars(probe)
-    return (
-        set(fields) == {"_head", "_Acquisition__data", "_Acquisition__traj"}
-        and fields["_head"] is head
-        and fields["_Acquisition__data"] is data
-        and fields["_Acquisition__traj"] is traj
-    )
-
-
-def _new_acquisition(
-    head: ismrmrd.AcquisitionHeader, data: np.ndarray, traj: np.ndarray
-) -> ismrmrd.Acquisition:
-    """``ismrmrd.Acquisition(head, data, traj)``, without its per-call closures when safe."""
-    if not _FAST_ACQ:
-        return ismrmrd.Acquisition(head, data, traj)
-    acq = _ACQ_NEW(ismrmrd.Acquisition)
-    # Exactly the attributes __init__ sets (checked once at import by _probe_acquisition_slots).
-    acq.__dict__.update(_head=head, _Acquisition__data=data, _Acquisition__traj=traj)
-    return acq
-
-
-_ACQ_NEW = object.__new__
-_FAST_ACQ = _probe_acquisition_slots()
 
 
 def _decode_image(parts: Sequence[Buffer]) -> ismrmrd.Image:
