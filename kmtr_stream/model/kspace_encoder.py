@@ -208,25 +208,57 @@ class KyMixAccumulator:
         n_coils: coils of the tokens that will be added.
     """
 
-    def __init__(self, frontend: KSpaceFrontend, n_coils: int) -> None:
+    def __init__(self, frontend: KSpaceFrontend, n_coils: int, flush_every: int = 8) -> None:
+        if flush_every < 1:
+            raise ValueError(f"flush_every must be >= 1, got {flush_every}")
         w = frontend.wy.detach().float()
         self.wy = torch.complex(w[..., 0], w[..., 1])  # (h, ny, n_ky)
         wx = frontend.wx.detach().float()
         # (h, kx, nx): one complex matmul per line is ``encode_lines``' four real einsums
         self.wx_t = torch.complex(wx[..., 0], wx[..., 1]).transpose(-1, -2).contiguous()
         h, ny, _ = self.wy.shape
-        self.sum = torch.zeros(
+        self._sum = torch.zeros(
             h, n_coils, ny, frontend.cfg.nx, dtype=torch.complex64, device=w.device
         )
+        # Lines wait here and are folded in ``flush_every`` at a time: one batched product
+        # instead of one full-size update per line (the sum is the same; reads flush first).
+        self.flush_every = flush_every
+        self._lines: list[torch.Tensor] = []
+        self._ky: list[int] = []
+        self._sign: list[float] = []
 
     def add_line(self, line: torch.Tensor, ky: int, sign: float = 1.0) -> None:
         """Encode one ``(coils, kx)`` complex64 line (as ``encode_lines``) and fold it in at
-        model line ``ky``."""
-        t = torch.matmul(line.unsqueeze(0), self.wx_t)  # (h, c, nx)
-        w = self.wy[:, :, ky]  # (h, ny)
-        self.sum.add_(w[:, None, :, None] * t[:, :, None, :], alpha=sign)
+        model line ``ky``; ``sign = -1`` takes an earlier line back out."""
+        self._lines.append(line)
+        self._ky.append(int(ky))
+        self._sign.append(float(sign))
+        if len(self._lines) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Fold the waiting lines into the sum."""
+        if not self._lines:
+            return
+        h, c, ny, nx = self._sum.shape
+        n = len(self._lines)
+        x = torch.stack(self._lines).reshape(n * c, -1)  # (n c, kx)
+        t = torch.matmul(x, self.wx_t).reshape(h, n, c * nx)  # tokens (h, n, c nx)
+        sign = torch.tensor(self._sign, dtype=torch.float32, device=self.wy.device)
+        w = self.wy[:, :, self._ky] * sign  # (h, ny, n)
+        self._sum.add_(torch.bmm(w, t).reshape(h, ny, c, nx).transpose(1, 2))
+        self._lines.clear()
+        self._ky.clear()
+        self._sign.clear()
+
+    @property
+    def sum(self) -> torch.Tensor:
+        """``(h, coils, ny, nx)`` complex running ky-mix of every line added so far."""
+        self.flush()
+        return self._sum
 
     def compressed(self, matrix: torch.Tensor | None, scale: float) -> torch.Tensor:
         """``(h, v, ny, nx)`` complex sum of the compressed coils ``matrix @ coils``, / scale."""
-        mixed = self.sum if matrix is None else torch.einsum("vc,hcyx->hvyx", matrix, self.sum)
+        total = self.sum
+        mixed = total if matrix is None else torch.einsum("vc,hcyx->hvyx", matrix, total)
         return mixed / scale

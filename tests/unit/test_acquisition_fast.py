@@ -33,7 +33,9 @@ def test_copy_head_equals_get_head_and_is_independent() -> None:
 
 
 @pytest.mark.parametrize("fast", [True, False])
-def test_new_acquisition_equals_the_constructor(fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_acquisition_equals_the_constructor(
+    fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(acquisition_fast, "_FAST_ACQ", fast)
     src = _acq(np.random.default_rng(1))
     head = copy_head(src)

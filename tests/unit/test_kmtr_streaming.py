@@ -45,7 +45,10 @@ def test_accumulated_mix_equals_aggregate() -> None:
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_ky_mix_of_lines_equals_a_numpy_reference_and_lines_come_back_out() -> None:
+@pytest.mark.parametrize("flush_every", [1, 3, 8])
+def test_ky_mix_of_lines_equals_a_numpy_reference_and_lines_come_back_out(
+    flush_every: int,
+) -> None:
     """sum_l wy[h, :, ky_l] (outer) (wx[h] @ line_l): the frontend's linear part, in float64."""
     torch.manual_seed(2)
     cfg = ModelConfig(n_coils=3, n_ky=9, n_kx=7, ny=9, nx=5, channels=(4, 8), latent_dim=8,
@@ -60,15 +63,24 @@ def test_ky_mix_of_lines_equals_a_numpy_reference_and_lines_come_back_out() -> N
         np.einsum("hy,hcx->hcyx", wy_c[:, :, k], np.einsum("hxk,ck->hcx", wx_c, ln.numpy()))
         for ln, k in zip(lines, ky, strict=True)
     )
-    acc = KyMixAccumulator(fe, 3)
+    acc = KyMixAccumulator(fe, 3, flush_every=flush_every)
     with torch.no_grad():
         for line, k in zip(lines, ky, strict=True):
             acc.add_line(line, k)
+        # Lines still waiting for a batch are folded in when the sum is read.
+        assert len(acc._lines) == len(lines) % flush_every
         np.testing.assert_allclose(acc.sum.numpy(), want, rtol=1e-4, atol=1e-4)
         acc.add_line(lines[2], ky[2], sign=-1.0)  # a repeated ky takes the earlier line out
     np.testing.assert_allclose(acc.sum.numpy(), want - np.einsum(
         "hy,hcx->hcyx", wy_c[:, :, ky[2]], np.einsum("hxk,ck->hcx", wx_c, lines[2].numpy())),
         rtol=1e-4, atol=1e-4)
+
+
+def test_ky_mix_refuses_an_empty_batch() -> None:
+    cfg = ModelConfig(n_coils=3, n_ky=9, n_kx=7, ny=9, nx=5, channels=(4, 8), latent_dim=8)
+    fe = KMTRModel(cfg, with_image_branch=False).frontend
+    with pytest.raises(ValueError, match="flush_every"):
+        KyMixAccumulator(fe, 3, flush_every=0)
 
 
 def _run(config: str, header: str, acqs: list[ismrmrd.Acquisition]) -> list[SliceResult]:
