@@ -24,20 +24,12 @@ from kmtr_stream.backend import array_module, to_numpy
 from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import GadgetError
+from kmtr_stream.kspace.buffer import is_calibration
 from kmtr_stream.kspace.coil_compression import (
     apply_compression,
     compression_matrix,
     energy_fraction,
 )
-
-_CALIB_FLAGS = (
-    ismrmrd.ACQ_IS_PARALLEL_CALIBRATION,
-    ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING,
-)
-
-
-def _is_calibration(acq: ismrmrd.Acquisition) -> bool:
-    return any(acq.is_flag_set(f) for f in _CALIB_FLAGS)
 
 
 @register("coil_compression")
@@ -77,7 +69,7 @@ class CoilCompressionGadget(Gadget):
     def _uses(self, acq: ismrmrd.Acquisition) -> bool:
         if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
             return False
-        return self.params.source == "first_lines" or _is_calibration(acq)
+        return self.params.source == "first_lines" or is_calibration(acq)
 
     def _estimate(self, samples: list[Any]) -> None:
         xp = self.xp

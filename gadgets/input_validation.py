@@ -26,7 +26,7 @@ import ismrmrd
 
 from kmtr_stream.chain.gadget import ChainContext, Gadget
 from kmtr_stream.chain.registry import register
-from kmtr_stream.kspace.buffer import NON_IMAGING_FLAGS
+from kmtr_stream.kspace.buffer import is_non_imaging
 from kmtr_stream.messages import DataFault, ErrorReport
 from kmtr_stream.validation import (
     COUNTER,
@@ -89,7 +89,7 @@ class InputValidationGadget(Gadget):
 
     def process(self, message: Any) -> Iterable[Any]:
         acq: ismrmrd.Acquisition = message
-        if any(acq.is_flag_set(f) for f in NON_IMAGING_FLAGS):
+        if is_non_imaging(acq):
             yield acq
             return
         fault = self._check(acq)

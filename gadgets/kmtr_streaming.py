@@ -38,7 +38,7 @@ from kmtr_stream.backend import to_numpy
 from kmtr_stream.chain.gadget import ChainContext, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import BufferEvictedError, GadgetError, KmtrError
-from kmtr_stream.kspace.buffer import NON_IMAGING_FLAGS, BufferKey
+from kmtr_stream.kspace.buffer import BufferKey, is_non_imaging
 from kmtr_stream.kspace.triggers import MODES
 from kmtr_stream.messages import DataFault, ErrorReport, SliceKSpace, SliceRefused, XmlHeader
 from kmtr_stream.model.batching import CombiningBatcher, shared_batcher
@@ -121,8 +121,8 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
         self.net = net
         self.plan: LinePlan | None = None
         if self.grid.plan is not None:
-            self.plan = line_plan(self.grid.plan.kx, self.grid.plan.ky, self.grid.plan.n_ky,
-                                  self.model.device)
+            g = self.grid.plan
+            self.plan = line_plan(g.kx, g.ky, g.n_ky, g.n_kx, net.frontend)
         self.open: dict[BufferKey, SliceAccumulator] = {}
         self.batcher: CombiningBatcher[SliceInputs, Any] = shared_batcher(
             self.model, lambda batch: run_network(net, batch), int(p.max_batch)
@@ -146,7 +146,7 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             return
         acq: ismrmrd.Acquisition = message
         plan = self.plan
-        if plan is None or any(acq.is_flag_set(f) for f in NON_IMAGING_FLAGS):
+        if plan is None or is_non_imaging(acq):
             yield from self._handle(self.buffer.process(acq))
             return
         idx = acq.idx

@@ -45,11 +45,11 @@ from kmtr_stream.chain.gadget import ChainContext, Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import BufferEvictedError, GadgetError, LimitError
 from kmtr_stream.kspace.buffer import (
-    CALIBRATION_FLAGS,
-    NON_IMAGING_FLAGS,
     BufferKey,
     BufferStore,
     KSpaceBuffer,
+    is_calibration,
+    is_non_imaging,
 )
 from kmtr_stream.kspace.geometry import EncodingGeometry
 from kmtr_stream.kspace.normalisation import compress_and_normalise, normalise_kspace
@@ -327,7 +327,7 @@ class SliceBufferGadget(Gadget):
             yield from self._on_fault(message)
             return
         acq: ismrmrd.Acquisition = message
-        if any(acq.is_flag_set(f) for f in NON_IMAGING_FLAGS):
+        if is_non_imaging(acq):
             self.skipped_lines += 1
             return
         idx = acq.idx
@@ -370,7 +370,7 @@ class SliceBufferGadget(Gadget):
             )
         if ky == self.policy.center_line or key not in self._geometry:
             self._geometry[key] = acq.getHead()
-        is_calib = any(acq.is_flag_set(f) for f in CALIBRATION_FLAGS)
+        is_calib = is_calibration(acq)
         buf.insert(self.policy, ky, self.xp.asarray(acq.data), is_calib)
         buf.t_last_line_ns = time.perf_counter_ns()
         if acq.is_flag_set(ismrmrd.ACQ_LAST_IN_MEASUREMENT):

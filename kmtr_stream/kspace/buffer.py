@@ -37,6 +37,30 @@ CALIBRATION_FLAGS = (
 )
 
 
+
+
+def flag_mask(flags: tuple[int, ...]) -> int:
+    """The bits of ISMRMRD acquisition ``flags`` (1-based flag numbers) as one mask."""
+    mask = 0
+    for flag in flags:
+        mask |= 1 << (flag - 1)
+    return mask
+
+
+NON_IMAGING_MASK = flag_mask(NON_IMAGING_FLAGS)
+CALIBRATION_MASK = flag_mask(CALIBRATION_FLAGS)
+
+
+def is_non_imaging(acq: ismrmrd.Acquisition) -> bool:
+    """True for a readout that carries no image line (one mask test, not one per flag)."""
+    return bool(acq.flags & NON_IMAGING_MASK)
+
+
+def is_calibration(acq: ismrmrd.Acquisition) -> bool:
+    """True for a readout of the parallel-imaging calibration region."""
+    return bool(acq.flags & CALIBRATION_MASK)
+
+
 class BufferKey(NamedTuple):
     """Identity of one slice buffer."""
 

@@ -194,6 +194,19 @@ class KSpaceFrontend(nn.Module):
             return self._aggregate(tokens.float(), None, mask)
 
 
+def kx_transform(frontend: KSpaceFrontend) -> torch.Tensor:
+    """``(h, kx, nx)`` complex kx transforms of ``frontend`` (``encode_lines`` as a matmul)."""
+    wx = frontend.wx.detach().float()
+    return torch.complex(wx[..., 0], wx[..., 1]).transpose(-1, -2).contiguous()
+
+
+def readout_weights(frontend: KSpaceFrontend, kx_operator: torch.Tensor) -> torch.Tensor:
+    """``(h, kx_acq, nx)``: an acquisition's ``(kx_model, kx_acq)`` readout map followed by
+    the kx transforms, as one operator, so that acquired lines are encoded without first
+    being resampled one by one (both steps are linear along kx)."""
+    return torch.matmul(kx_operator.T.to(torch.complex64), kx_transform(frontend)).contiguous()
+
+
 class KyMixAccumulator:
     """Running ky-mix of one buffer's line tokens: the linear part of ``aggregate``.
 
@@ -208,14 +221,14 @@ class KyMixAccumulator:
         n_coils: coils of the tokens that will be added.
     """
 
-    def __init__(self, frontend: KSpaceFrontend, n_coils: int, flush_every: int = 8) -> None:
+    def __init__(self, frontend: KSpaceFrontend, n_coils: int, flush_every: int = 8,
+                 readout_weights: torch.Tensor | None = None) -> None:
         if flush_every < 1:
             raise ValueError(f"flush_every must be >= 1, got {flush_every}")
         w = frontend.wy.detach().float()
         self.wy = torch.complex(w[..., 0], w[..., 1])  # (h, ny, n_ky)
-        wx = frontend.wx.detach().float()
-        # (h, kx, nx): one complex matmul per line is ``encode_lines``' four real einsums
-        self.wx_t = torch.complex(wx[..., 0], wx[..., 1]).transpose(-1, -2).contiguous()
+        # (h, kx_in, nx): one complex matmul per line is ``encode_lines``' four real einsums
+        self.wx_t = kx_transform(frontend) if readout_weights is None else readout_weights
         h, ny, _ = self.wy.shape
         self._sum = torch.zeros(
             h, n_coils, ny, frontend.cfg.nx, dtype=torch.complex64, device=w.device

@@ -4,12 +4,12 @@ The k-space frontend is linear up to its ky-mix (``KSpaceFrontend.aggregate``),
 and so are every step the chain applies between a readout and the network: coil
 compression (across coils), intensity scaling, and resampling onto the model grid
 (along kx for every line, and line for line along ky when the fields of view
-match). So each line, as it arrives, is resampled along kx, encoded
-(``encode_lines``) and folded into a running ky-mix of the raw coils
-(``KyMixAccumulator``). After the buffer's last line only small things remain:
-the compression matrix and the two scales from the calibration region (the same
-functions as ``slice_buffer`` and ``model_grid``), one small complex matrix
-product, the frontend's non-linear end and the trunk. Slices that are ready
+match). So each line, as it arrives, is encoded with the kx resampling and the
+kx transforms as one operator (``readout_weights``) and folded into a running
+ky-mix of the raw coils (``KyMixAccumulator``). After the buffer's last line
+only small things remain: the compression matrix and the two scales from the
+calibration region (the same functions as ``slice_buffer`` and ``model_grid``),
+one small complex matrix product, the frontend's non-linear end and the trunk. Slices that are ready
 together (at the end of a stream, or from several connected scanners at once)
 run through that last part as one batch (``kmtr_stream.model.batching``).
 """
@@ -28,7 +28,7 @@ from kmtr_stream.kspace.coil_compression import apply_compression, compression_m
 from kmtr_stream.kspace.normalisation import calibration_scale, calibration_slice
 from kmtr_stream.kspace.resample import AxisMap, to_model_grid
 from kmtr_stream.kspace.xp import get_array_module
-from kmtr_stream.model.kspace_encoder import KyMixAccumulator
+from kmtr_stream.model.kspace_encoder import KSpaceFrontend, KyMixAccumulator, readout_weights
 from kmtr_stream.model.networks import KMTRModel
 
 
@@ -40,34 +40,39 @@ class LinePlan:
         kx: readout map of the stream (``model_grid``'s plan).
         ky: phase-encode map; an index map (same field of view), else streaming is off.
         model_line: ``(n_ky_acq,)`` model line of each acquired line (-1: outside the grid).
-        kx_index: ``(n_kx_model,)`` acquired sample of each model sample (index map).
-        kx_valid: ``(n_kx_model,)`` 1 where ``kx_index`` is a real sample, 0 for zero-padding.
-        kx_matrix: ``(n_kx_model, n_kx_acq)`` complex operator of an interpolating kx map.
+        weights: ``(transforms, n_kx_acq, nx)`` complex: the readout map onto the model
+            grid and the frontend's kx transforms in one operator (``readout_weights``).
     """
 
     kx: AxisMap
     ky: AxisMap
     model_line: np.ndarray
-    kx_index: torch.Tensor
-    kx_valid: torch.Tensor
-    kx_matrix: torch.Tensor | None
+    weights: torch.Tensor
 
 
-def line_plan(kx: AxisMap, ky: AxisMap, n_ky_acq: int, device: torch.device) -> LinePlan | None:
+def kx_operator(kx: AxisMap, n_kx_acq: int) -> np.ndarray:
+    """``(n_kx_model, n_kx_acq)`` complex64 matrix of a readout map (an index map's
+    selection, with zero rows for zero-padding, or the interpolating operator)."""
+    if kx.matrix is not None:
+        return np.asarray(kx.matrix, dtype=np.complex64)
+    op = np.zeros((kx.index.shape[0], n_kx_acq), dtype=np.complex64)
+    rows = np.nonzero(kx.index >= 0)[0]
+    op[rows, kx.index[rows]] = 1.0
+    return op
+
+
+def line_plan(
+    kx: AxisMap, ky: AxisMap, n_ky_acq: int, n_kx_acq: int, frontend: KSpaceFrontend
+) -> LinePlan | None:
     """The per-line plan, or None when the ky map interpolates (no line-for-line map)."""
     if ky.matrix is not None:
         return None
     model_line = np.full(n_ky_acq, -1, dtype=np.int64)
     ok = ky.index >= 0
     model_line[ky.index[ok]] = np.nonzero(ok)[0]
-    return LinePlan(
-        kx=kx,
-        ky=ky,
-        model_line=model_line,
-        kx_index=torch.as_tensor(np.maximum(kx.index, 0), device=device),
-        kx_valid=torch.as_tensor(kx.index >= 0, dtype=torch.float32, device=device),
-        kx_matrix=None if kx.matrix is None else torch.as_tensor(kx.matrix, device=device),
-    )
+    device = frontend.wx.device
+    op = torch.as_tensor(kx_operator(kx, n_kx_acq), device=device)
+    return LinePlan(kx=kx, ky=ky, model_line=model_line, weights=readout_weights(frontend, op))
 
 
 class SliceAccumulator:
@@ -84,7 +89,7 @@ class SliceAccumulator:
     def __init__(self, net: KMTRModel, plan: LinePlan, n_coils: int) -> None:
         self.net = net
         self.plan = plan
-        self.mix = KyMixAccumulator(net.frontend, n_coils)
+        self.mix = KyMixAccumulator(net.frontend, n_coils, readout_weights=plan.weights)
         self.lines = 0
 
     def add_line(self, line: Any, ky: int, sign: float = 1.0) -> None:
@@ -95,10 +100,8 @@ class SliceAccumulator:
         i = int(self.plan.model_line[ky])
         if i < 0:
             return  # outside the model's k-space extent: cropped, as model_grid does
-        p = self.plan
-        x = to_torch(line).to(p.kx_index.device, non_blocking=True)
-        x = x[:, p.kx_index] * p.kx_valid if p.kx_matrix is None else x @ p.kx_matrix.T
-        self.mix.add_line(x.to(torch.complex64), i, sign)
+        x = to_torch(line).to(self.plan.weights.device, non_blocking=True)
+        self.mix.add_line(x, i, sign)
         self.lines += 1 if sign > 0 else 0
 
 

@@ -274,3 +274,21 @@ def test_max_open_buffers_server_limit_caps_the_gadget_parameter() -> None:
     assert isinstance(rep, ErrorReport) and rep.code == "evicted"
     assert rep.context == {"slice": 0, "phase": 0, "repetition": 0, "lines": 1}
     assert "max_open_buffers (server limit)=1 reached" in rep.message
+
+
+@pytest.mark.parametrize("flag", range(1, 65))
+def test_flag_masks_agree_with_is_flag_set(flag: int) -> None:
+    """The one-mask tests the gadgets use say what ``is_flag_set`` over the tuples says."""
+    from kmtr_stream.kspace.buffer import (
+        CALIBRATION_FLAGS,
+        NON_IMAGING_FLAGS,
+        is_calibration,
+        is_non_imaging,
+    )
+
+    acq = ismrmrd.Acquisition()
+    acq.set_flag(flag)
+    acq.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)  # an unrelated flag beside it changes nothing
+    assert is_non_imaging(acq) == any(acq.is_flag_set(f) for f in NON_IMAGING_FLAGS)
+    assert is_calibration(acq) == any(acq.is_flag_set(f) for f in CALIBRATION_FLAGS)
+    assert is_non_imaging(acq) == (flag in NON_IMAGING_FLAGS)

@@ -76,6 +76,38 @@ def test_ky_mix_of_lines_equals_a_numpy_reference_and_lines_come_back_out(
         rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(("n_acq", "fov_acq"), [(11, 200.0), (6, 200.0), (9, 230.0)])
+def test_readout_weights_equal_resampling_each_line_then_encoding(
+    n_acq: int, fov_acq: float
+) -> None:
+    """Acquired lines through ``line_plan``'s one operator give the mix of lines first put on
+    the model grid (crop, zero-pad, or interpolation along kx) and then encoded."""
+    from kmtr_stream.kspace.resample import axis_map
+    from kmtr_stream.model.kspace_encoder import readout_weights
+    from kmtr_stream.model.streaming import kx_operator
+
+    torch.manual_seed(3)
+    cfg = ModelConfig(n_coils=3, n_ky=9, n_kx=7, ny=9, nx=5, channels=(4, 8), latent_dim=8,
+                      frontend_init="random")
+    fe = KMTRModel(cfg, with_image_branch=False).frontend.eval()
+    kx = axis_map(n_acq, fov_acq, 7, 200.0)
+    lines = np.random.default_rng(0).standard_normal((4, 3, n_acq, 2)).astype(np.float32)
+    acq = lines[..., 0] + 1j * lines[..., 1]
+    if kx.matrix is None:  # the reference resampling of an index map: crop or zero-pad
+        model = np.where(kx.index >= 0, acq[..., np.maximum(kx.index, 0)], 0)
+    else:
+        model = acq @ kx.matrix.T
+    ky = [0, 3, 4, 7]
+    ref = KyMixAccumulator(fe, 3)
+    got = KyMixAccumulator(fe, 3, readout_weights=readout_weights(
+        fe, torch.as_tensor(kx_operator(kx, n_acq))))
+    with torch.no_grad():
+        for a, m, k in zip(acq, model, ky, strict=True):
+            ref.add_line(torch.as_tensor(m.astype(np.complex64)), k)
+            got.add_line(torch.as_tensor(a.astype(np.complex64)), k)
+        torch.testing.assert_close(got.sum, ref.sum, rtol=1e-4, atol=1e-5)
+
+
 def test_ky_mix_refuses_an_empty_batch() -> None:
     cfg = ModelConfig(n_coils=3, n_ky=9, n_kx=7, ny=9, nx=5, channels=(4, 8), latent_dim=8)
     fe = KMTRModel(cfg, with_image_branch=False).frontend
