@@ -273,5 +273,10 @@ class KyMixAccumulator:
     def compressed(self, matrix: torch.Tensor | None, scale: float) -> torch.Tensor:
         """``(h, v, ny, nx)`` complex sum of the compressed coils ``matrix @ coils``, / scale."""
         total = self.sum
-        mixed = total if matrix is None else torch.einsum("vc,hcyx->hvyx", matrix, total)
-        return mixed / scale
+        if matrix is None:
+            return total / scale
+        h, c, ny, nx = total.shape
+        # One batched matmul with the scale folded into the small matrix: a third of the
+        # time of the equivalent einsum, which permutes the full-size sum first.
+        mixed = torch.matmul(matrix / scale, total.reshape(h, c, ny * nx))
+        return mixed.reshape(h, matrix.shape[0], ny, nx)

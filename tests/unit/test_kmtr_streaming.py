@@ -108,6 +108,23 @@ def test_readout_weights_equal_resampling_each_line_then_encoding(
         torch.testing.assert_close(got.sum, ref.sum, rtol=1e-4, atol=1e-5)
 
 
+def test_compressed_mix_equals_compressing_the_coils_in_numpy() -> None:
+    """``compressed(A, s)`` is ``A @ coils / s`` of the running sum (float64 reference)."""
+    torch.manual_seed(4)
+    cfg = ModelConfig(n_coils=3, n_ky=9, n_kx=7, ny=9, nx=5, channels=(4, 8), latent_dim=8,
+                      frontend_init="random")
+    fe = KMTRModel(cfg, with_image_branch=False).frontend.eval()
+    acc = KyMixAccumulator(fe, 5)
+    with torch.no_grad():
+        for k in (0, 2, 6):
+            acc.add_line(torch.randn(5, 7, dtype=torch.complex64), k)
+        total = acc.sum.numpy().astype(np.complex128)
+        a = torch.randn(3, 5, dtype=torch.complex64)
+        got = acc.compressed(a, 2.5).numpy()
+    want = np.einsum("vc,hcyx->hvyx", a.numpy().astype(np.complex128), total) / 2.5
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_ky_mix_refuses_an_empty_batch() -> None:
     cfg = ModelConfig(n_coils=3, n_ky=9, n_kx=7, ny=9, nx=5, channels=(4, 8), latent_dim=8)
     fe = KMTRModel(cfg, with_image_branch=False).frontend
