@@ -39,7 +39,7 @@ from kmtr_stream.chain.gadget import ChainContext, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import BufferEvictedError, GadgetError, KmtrError
 from kmtr_stream.kspace.buffer import BufferKey, is_non_imaging
-from kmtr_stream.kspace.triggers import MODES
+from kmtr_stream.kspace.triggers import MODES, calibration_region
 from kmtr_stream.messages import DataFault, ErrorReport, SliceKSpace, SliceRefused, XmlHeader
 from kmtr_stream.model.batching import CombiningBatcher, shared_batcher
 from kmtr_stream.model.networks import KMTRModel
@@ -129,6 +129,8 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
         )
         self.streamed = 0
         self.batch_path = 0
+        #: Streamed slices whose calibration terms were ready before their last line.
+        self.early_terms = 0
 
     def describe_state(self) -> str | None:
         path = "per-line (streaming)" if self.plan is not None else "batch (ky interpolated)"
@@ -167,6 +169,11 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             if old is not None:
                 acc.add_line(old, ky, -1.0)
             acc.add_line(acq.data, ky)
+            held = self.buffer.store.open.get(key)
+            if held is not None:  # still filling: calibration terms before the last line
+                acc.note_line(ky, calibration_region(self.buffer.policy, held.state),
+                              held.kspace, int(self.params.virtual_coils),
+                              bool(self.params.normalise))
         yield from self._handle(outs)
 
     def flush(self) -> Iterable[Any]:
@@ -211,6 +218,7 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
                 "batch": float(len(streaming)), "gadget": (time.perf_counter_ns() - t0) / 1e6,
             }
             self.streamed += 1
+            self.early_terms += int(inputs.early_terms)
             yield from self.outputs(self._on_grid(msg, inputs.mask), labels, latent, timings)
 
     def _prepare(self, msg: SliceKSpace) -> tuple[SliceKSpace, SliceInputs | None, int]:

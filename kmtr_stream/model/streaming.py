@@ -84,13 +84,36 @@ class SliceAccumulator:
         n_coils: receiver coils of the stream.
     """
 
-    __slots__ = ("lines", "mix", "net", "plan")
+    __slots__ = ("lines", "mix", "net", "plan", "terms", "terms_stale")
 
     def __init__(self, net: KMTRModel, plan: LinePlan, n_coils: int) -> None:
         self.net = net
         self.plan = plan
         self.mix = KyMixAccumulator(net.frontend, n_coils, readout_weights=plan.weights)
         self.lines = 0
+        #: Calibration terms computed during the scan, valid while ``terms_stale`` is False.
+        self.terms: CalibrationTerms | None = None
+        #: A line entered the calibration region since ``terms`` (or none were computed).
+        self.terms_stale = False
+
+    def note_line(self, ky: int, region: slice, raw: Any, n_virtual: int,
+                  normalise: bool) -> None:
+        """Keep the calibration terms in step with the buffer, after ``raw`` took line ``ky``.
+
+        A line inside ``region`` makes the terms stale; the first line outside it after
+        that computes them from ``raw`` (once per region visit), so that they are ready before
+        the buffer's last line (the region is complete once the scan has left it, as in
+        linear and centre-out orderings). ``finish_slice`` uses them only when they are
+        still current for the region it is given.
+        """
+        if region.start <= ky < region.stop:
+            self.terms, self.terms_stale = None, True
+        elif self.terms_stale:
+            try:
+                self.terms = calibration_terms(raw, region, n_virtual, normalise)
+            except ValueError:
+                self.terms = None  # finish_slice raises the same error where it is reported
+            self.terms_stale = False
 
     def add_line(self, line: Any, ky: int, sign: float = 1.0) -> None:
         """Fold one ``(coils, kx_acq)`` complex64 line acquired at ``ky`` into the mix.
@@ -105,6 +128,35 @@ class SliceAccumulator:
         self.lines += 1 if sign > 0 else 0
 
 
+@dataclass(frozen=True)
+class CalibrationTerms:
+    """What a buffer's calibration region gives: the compression matrix and first scale.
+
+    Attributes:
+        region: the acquired ky range they were computed from.
+        matrix: ``(virtual, coils)`` compression matrix (NumPy or CuPy), or None.
+        scale: coil 0's RMS over the compressed region (1.0 without normalisation).
+    """
+
+    region: slice
+    matrix: Any
+    scale: float
+
+
+def calibration_terms(raw: Any, region: slice, n_virtual: int,
+                      normalise: bool) -> CalibrationTerms:
+    """The compression matrix and first scale of ``(coils, ky, kx)`` ``raw``, as
+    ``slice_buffer`` conditions a buffer (SVD of the region, then coil 0's RMS there)."""
+    xp = get_array_module(raw)
+    calib = raw[:, region, :]
+    matrix = compression_matrix(calib, n_virtual, xp) if n_virtual > 0 else None
+    scale = 1.0
+    if normalise:
+        virtual_calib = apply_compression(matrix, calib) if matrix is not None else calib
+        scale = calibration_scale(virtual_calib, slice(None))
+    return CalibrationTerms(region, matrix, scale)
+
+
 @dataclass
 class SliceInputs:
     """What the network's non-linear part needs of one finished slice.
@@ -113,11 +165,13 @@ class SliceInputs:
         mixed: ``(transforms, virtual coils, ny, nx)`` complex ky-mix, compressed and scaled.
         mask: ``(n_ky_model,)`` bool model-grid mask.
         finalize_ms: milliseconds spent on the compression matrix, scales and product.
+        early_terms: the calibration terms were computed during the scan.
     """
 
     mixed: torch.Tensor
     mask: np.ndarray
     finalize_ms: float
+    early_terms: bool = False
 
 
 def finish_slice(
@@ -138,7 +192,8 @@ def finish_slice(
     by coil 0's RMS there (``slice_buffer``), resamples it onto the model grid and
     divides by coil 0's RMS over the grid's central lines (``model_grid``). The same
     functions run here on the calibration lines and coil 0 only; the mix takes the
-    product.
+    product. The first two come from ``acc.terms`` when the scan computed them after
+    its last line in ``region`` (``SliceAccumulator.note_line``).
 
     Args:
         acc: the buffer's accumulator.
@@ -153,13 +208,11 @@ def finish_slice(
         grid_calibration_lines: central model lines of the grid's normalisation.
     """
     t0 = time.perf_counter_ns()
-    xp = get_array_module(raw)
-    calib = raw[:, region, :]
-    matrix = compression_matrix(calib, n_virtual, xp) if n_virtual > 0 else None
-    s1 = 1.0
-    if normalise:
-        virtual_calib = apply_compression(matrix, calib) if matrix is not None else calib
-        s1 = calibration_scale(virtual_calib, slice(None))
+    terms = acc.terms
+    early = not acc.terms_stale and terms is not None and terms.region == region
+    if not early or terms is None:
+        terms = calibration_terms(raw, region, n_virtual, normalise)
+    matrix, s1 = terms.matrix, terms.scale
     coil0 = (apply_compression(matrix[:1], raw) if matrix is not None else raw[:1]) / np.float32(s1)
     plan = acc.plan
     grid0, m_model = to_model_grid(
@@ -170,7 +223,7 @@ def finish_slice(
     dev = acc.mix.sum.device
     m = None if matrix is None else to_torch(matrix).to(dev)
     mixed = acc.mix.compressed(m, s1 * s2)
-    return SliceInputs(mixed, m_model, (time.perf_counter_ns() - t0) / 1e6)
+    return SliceInputs(mixed, m_model, (time.perf_counter_ns() - t0) / 1e6, early)
 
 
 @torch.inference_mode()

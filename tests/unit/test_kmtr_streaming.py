@@ -176,6 +176,45 @@ def test_streaming_chain_equals_batch_chain(small: SimConfig) -> None:
     _compare(batch, stream)
 
 
+def _run_streaming(header: str, acqs: list[ismrmrd.Acquisition]) -> tuple[list[SliceResult], Any]:
+    """The streaming chain's analysis, and its kmtr_streaming gadget (for its counters)."""
+    spec = load_chain_config(ROOT / "configs" / "kmtr_streaming.toml")
+    ctx = ChainContext.for_stream(StreamHeader.parse(header))
+    specs = [g for g in spec.gadgets[:-1] if g.type_name != "input_validation"]
+    gadgets = [registry.lookup(g.type_name)(g.id, g.params, ctx) for g in specs]
+    out = [m for m in run_gadgets(gadgets, acqs, raise_errors=True)
+           if isinstance(m, SliceResult)]
+    return out, next(g for g in gadgets if g.type_name == "kmtr_streaming")
+
+
+@pytest.mark.parametrize("ordering", ["linear", "centre-out"])
+def test_calibration_terms_are_ready_before_the_last_line(ordering: str) -> None:
+    """Once the scan has left the calibration region its terms are computed, and the
+    result is the batch chain's: after the last line only the product and trunk remain."""
+    cfg = SimConfig(n_slices=2, n_phases=2, accel=4, ordering=ordering)
+    xml, acqs = _scan(cfg)
+    stream, gadget = _run_streaming(xml, acqs)
+    assert len(stream) == 4 and gadget.streamed == 4
+    assert gadget.early_terms == 4
+    _compare(_run("kmtr.toml", xml, acqs), stream)
+
+
+def test_a_line_back_in_the_calibration_region_recomputes_its_terms() -> None:
+    """New data at a central ky after the scan left the region (just before the slice's
+    last line) makes the early terms stale: that slice computes them afresh, as batch does."""
+    cfg = SimConfig(n_slices=2, n_phases=2, accel=4)
+    xml, acqs = _scan(cfg)
+    last = next(i for i, a in enumerate(acqs) if a.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE))
+    centre = next(a for a in acqs[:last] if a.idx.kspace_encode_step_1 == 32
+                  and a.idx.slice == acqs[last].idx.slice and a.idx.phase == acqs[last].idx.phase)
+    again = ismrmrd.Acquisition(centre.getHead(), (centre.data * 3.0).astype(np.complex64))
+    again.clear_all_flags()
+    acqs.insert(last, again)
+    stream, gadget = _run_streaming(xml, acqs)
+    assert gadget.streamed == 4 and gadget.early_terms == 3
+    _compare(_run("kmtr.toml", xml, acqs), stream)
+
+
 def test_other_field_of_view_takes_the_batch_path_with_the_same_outputs() -> None:
     cfg = SimConfig(n_slices=2, n_phases=2, accel=4, fov_y_mm=220.0)
     xml, acqs = _scan(cfg)
