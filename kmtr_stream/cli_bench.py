@@ -26,7 +26,13 @@ from kmtr_stream.bench.run import (
     simulate,
     stream_all,
 )
-from kmtr_stream.bench.stats import BENCH_SCHEMA_VERSION, chain_summary, dist, validate_report
+from kmtr_stream.bench.stats import (
+    BENCH_SCHEMA_VERSION,
+    chain_summary,
+    quarter_figures,
+    stream_errors,
+    validate_report,
+)
 from kmtr_stream.process_tuning import set_threads
 
 
@@ -91,17 +97,10 @@ def bench(args: argparse.Namespace, cfg: Any, scans: list[Any]) -> dict[str, Any
             paced = _round_robin(servers, scans, cfg, args.rounds, True, args.scanners,
                                  args.duration_s)
             for n, runs in paced.items():
-                st = runs
-                chains[n]["paced"] = chain_summary(st)
-                chains[n]["errors"] = sorted({e for s in st for e in s["errors"]})
+                chains[n]["paced"] = chain_summary(runs)
+                chains[n]["errors"] = stream_errors(runs)
                 if args.duration_s > 0:  # does latency grow over the run?
-                    t_end = max(s["t_start_s"] for s in st)
-                    q = [x for s in st if s["t_start_s"] <= t_end / 4
-                         for x in s["post_last_line_ms"]]
-                    q4 = [x for s in st if s["t_start_s"] >= 3 * t_end / 4
-                          for x in s["post_last_line_ms"]]
-                    chains[n]["paced"]["first_quarter_post_last_line_ms"] = dist(q)
-                    chains[n]["paced"]["last_quarter_post_last_line_ms"] = dist(q4)
+                    chains[n]["paced"].update(quarter_figures(runs))
         if not args.no_unpaced:
             unpaced = _round_robin(servers, scans, cfg, args.rounds, False, args.scanners, 0.0)
             for n, runs in unpaced.items():

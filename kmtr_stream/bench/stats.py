@@ -62,6 +62,28 @@ def stream_figures(replies: list[Any], arrival_s: list[float], send_s: float,
             "readouts": readouts}
 
 
+def completed(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The streams that got their CLOSE (failed ones carry only ``failed``, ``error``
+    and ``t_start_s``)."""
+    return [s for s in streams if not s.get("failed")]
+
+
+def stream_errors(streams: list[dict[str, Any]]) -> list[str]:
+    """The distinct ERROR texts the completed streams received, sorted."""
+    return sorted({e for s in completed(streams) for e in s["errors"]})
+
+
+def quarter_figures(streams: list[dict[str, Any]]) -> dict[str, Any]:
+    """Post-last-line distributions of the completed streams that started in the run's
+    first and last quarter (does latency grow over a long run?)."""
+    done = completed(streams)
+    t_end = max((s["t_start_s"] for s in streams), default=0.0)
+    first = [x for s in done if s["t_start_s"] <= t_end / 4 for x in s["post_last_line_ms"]]
+    last = [x for s in done if s["t_start_s"] >= 3 * t_end / 4 for x in s["post_last_line_ms"]]
+    return {"first_quarter_post_last_line_ms": dist(first),
+            "last_quarter_post_last_line_ms": dist(last)}
+
+
 def chain_summary(streams: list[dict[str, Any]]) -> dict[str, Any]:
     """Distributions over the streams of one chain in one mode (paced or unpaced).
 
@@ -69,7 +91,7 @@ def chain_summary(streams: list[dict[str, Any]]) -> dict[str, Any]:
     ``failed_streams`` with their first errors and enter no distribution.
     """
     failed = [s for s in streams if s.get("failed")]
-    streams = [s for s in streams if not s.get("failed")]
+    streams = completed(streams)
     wall = sum(s["wall_s"] for s in streams)
     return {
         "streams": len(streams),

@@ -86,3 +86,20 @@ def test_a_chain_that_never_closes_is_counted_as_failed_not_a_crash() -> None:
     summary = chain_summary([ok, *out])
     assert summary["streams"] == 1 and summary["failed_streams"] == 2
     assert summary["post_last_line_ms"]["count"] == 1 and len(summary["failures"]) == 2
+
+
+def test_errors_and_quarters_skip_failed_streams() -> None:
+    """A failed stream has no figures: the error list and the first/last-quarter
+    distributions come from the completed streams alone (a 16-scanner run that overloads
+    the chain still gives its report)."""
+    from kmtr_stream.bench.stats import quarter_figures, stream_errors
+
+    early = {"t_start_s": 0.0, "errors": ["E1"], "post_last_line_ms": [1.0, 2.0]}
+    late = {"t_start_s": 100.0, "errors": ["E2", "E1"], "post_last_line_ms": [5.0]}
+    failed = {"failed": True, "error": "no CLOSE within 300 s", "t_start_s": 120.0}
+    assert stream_errors([early, failed, late]) == ["E1", "E2"]
+    q = quarter_figures([early, failed, late])
+    assert q["first_quarter_post_last_line_ms"]["count"] == 2
+    # t_end counts the failed stream's start (120 s): the 100 s stream is in the last quarter
+    assert q["last_quarter_post_last_line_ms"]["median"] == 5.0
+    assert quarter_figures([failed])["last_quarter_post_last_line_ms"]["count"] == 0
