@@ -37,8 +37,6 @@ CALIBRATION_FLAGS = (
 )
 
 
-
-
 def flag_mask(flags: tuple[int, ...]) -> int:
     """The bits of ISMRMRD acquisition ``flags`` (1-based flag numbers) as one mask."""
     mask = 0

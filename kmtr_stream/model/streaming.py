@@ -6,10 +6,11 @@ compression (across coils), intensity scaling, and resampling onto the model gri
 (along kx for every line, and line for line along ky when the fields of view
 match). So each line, as it arrives, is encoded with the kx resampling and the
 kx transforms as one operator (``readout_weights``) and folded into a running
-ky-mix of the raw coils (``KyMixAccumulator``). After the buffer's last line
-only small things remain: the compression matrix and the two scales from the
-calibration region (the same functions as ``slice_buffer`` and ``model_grid``),
-one small complex matrix product, the frontend's non-linear end and the trunk. Slices that are ready
+ky-mix of the raw coils (``KyMixAccumulator``). The compression matrix and the
+first scale come from the calibration region (the same functions as
+``slice_buffer``), as soon as the scan has left it. After the buffer's last line
+only small things remain: the grid's scale (as ``model_grid``), one small complex
+matrix product, the frontend's non-linear end and the trunk. Slices that are ready
 together (at the end of a stream, or from several connected scanners at once)
 run through that last part as one batch (``kmtr_stream.model.batching``).
 """
@@ -26,7 +27,7 @@ import torch
 from kmtr_stream.backend import to_torch
 from kmtr_stream.kspace.coil_compression import apply_compression, compression_matrix
 from kmtr_stream.kspace.normalisation import calibration_scale, calibration_slice
-from kmtr_stream.kspace.resample import AxisMap, to_model_grid
+from kmtr_stream.kspace.resample import AxisMap, apply_axis, to_model_grid
 from kmtr_stream.kspace.xp import get_array_module
 from kmtr_stream.model.kspace_encoder import KSpaceFrontend, KyMixAccumulator, readout_weights
 from kmtr_stream.model.networks import KMTRModel
@@ -51,14 +52,9 @@ class LinePlan:
 
 
 def kx_operator(kx: AxisMap, n_kx_acq: int) -> np.ndarray:
-    """``(n_kx_model, n_kx_acq)`` complex64 matrix of a readout map (an index map's
-    selection, with zero rows for zero-padding, or the interpolating operator)."""
-    if kx.matrix is not None:
-        return np.asarray(kx.matrix, dtype=np.complex64)
-    op = np.zeros((kx.index.shape[0], n_kx_acq), dtype=np.complex64)
-    rows = np.nonzero(kx.index >= 0)[0]
-    op[rows, kx.index[rows]] = 1.0
-    return op
+    """``(n_kx_model, n_kx_acq)`` complex64 matrix of a readout map: ``apply_axis`` (what
+    ``model_grid`` does to every line) applied to the identity, so the two cannot differ."""
+    return np.ascontiguousarray(apply_axis(np.eye(n_kx_acq, dtype=np.complex64), kx, 1).T)
 
 
 def line_plan(
@@ -91,9 +87,9 @@ class SliceAccumulator:
         self.plan = plan
         self.mix = KyMixAccumulator(net.frontend, n_coils, readout_weights=plan.weights)
         self.lines = 0
-        #: Calibration terms computed during the scan, valid while ``terms_stale`` is False.
+        #: Calibration terms computed during the scan; None until then and while stale.
         self.terms: CalibrationTerms | None = None
-        #: A line entered the calibration region since ``terms`` (or none were computed).
+        #: A line entered the calibration region and the terms are not yet computed again.
         self.terms_stale = False
 
     def note_line(self, ky: int, region: slice, raw: Any, n_virtual: int,
@@ -208,9 +204,9 @@ def finish_slice(
         grid_calibration_lines: central model lines of the grid's normalisation.
     """
     t0 = time.perf_counter_ns()
-    terms = acc.terms
-    early = not acc.terms_stale and terms is not None and terms.region == region
-    if not early or terms is None:
+    terms = acc.terms  # None while stale (note_line)
+    early = terms is not None and terms.region == region
+    if terms is None or not early:
         terms = calibration_terms(raw, region, n_virtual, normalise)
     matrix, s1 = terms.matrix, terms.scale
     coil0 = (apply_compression(matrix[:1], raw) if matrix is not None else raw[:1]) / np.float32(s1)

@@ -132,15 +132,22 @@ def test_ky_mix_refuses_an_empty_batch() -> None:
         KyMixAccumulator(fe, 3, flush_every=0)
 
 
-def _run(config: str, header: str, acqs: list[ismrmrd.Acquisition]) -> list[SliceResult]:
+def _analysis(config: str, header: str) -> list[Any]:
+    """The chain's gadgets up to its network, without input validation: it would refuse
+    the repeated lines that the comparisons below feed both chains on purpose."""
     spec = load_chain_config(ROOT / "configs" / config)
     ctx = ChainContext.for_stream(StreamHeader.parse(header))
-    # The analysis alone: the batch chain's input validation would refuse the repeated
-    # line that the comparison below feeds both chains on purpose.
     specs = [g for g in spec.gadgets[:-1] if g.type_name != "input_validation"]
-    gadgets = [registry.lookup(g.type_name)(g.id, g.params, ctx) for g in specs]
+    return [registry.lookup(g.type_name)(g.id, g.params, ctx) for g in specs]
+
+
+def _results(gadgets: list[Any], acqs: list[ismrmrd.Acquisition]) -> list[SliceResult]:
     return [m for m in run_gadgets(gadgets, acqs, raise_errors=True)
             if isinstance(m, SliceResult)]
+
+
+def _run(config: str, header: str, acqs: list[ismrmrd.Acquisition]) -> list[SliceResult]:
+    return _results(_analysis(config, header), acqs)
 
 
 def _scan(cfg: SimConfig) -> tuple[str, list[ismrmrd.Acquisition]]:
@@ -177,14 +184,9 @@ def test_streaming_chain_equals_batch_chain(small: SimConfig) -> None:
 
 
 def _run_streaming(header: str, acqs: list[ismrmrd.Acquisition]) -> tuple[list[SliceResult], Any]:
-    """The streaming chain's analysis, and its kmtr_streaming gadget (for its counters)."""
-    spec = load_chain_config(ROOT / "configs" / "kmtr_streaming.toml")
-    ctx = ChainContext.for_stream(StreamHeader.parse(header))
-    specs = [g for g in spec.gadgets[:-1] if g.type_name != "input_validation"]
-    gadgets = [registry.lookup(g.type_name)(g.id, g.params, ctx) for g in specs]
-    out = [m for m in run_gadgets(gadgets, acqs, raise_errors=True)
-           if isinstance(m, SliceResult)]
-    return out, next(g for g in gadgets if g.type_name == "kmtr_streaming")
+    """The streaming chain's results, and its kmtr_streaming gadget (for its counters)."""
+    gadgets = _analysis("kmtr_streaming.toml", header)
+    return _results(gadgets, acqs), next(g for g in gadgets if g.type_name == "kmtr_streaming")
 
 
 @pytest.mark.parametrize("ordering", ["linear", "centre-out"])
