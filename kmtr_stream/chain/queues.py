@@ -52,6 +52,11 @@ class BoundedQueue:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def would_block(self) -> bool:
+        """A ``put`` now would wait for room (policy "block" and the queue is full)."""
+        return self.policy == "block" and len(self._items) >= self.capacity
+
     def put(self, item: Any) -> None:
         """Append ``item``; wait for room (policy "block") or raise (policy "error").
 

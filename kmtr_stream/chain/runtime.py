@@ -199,6 +199,10 @@ class ChainRunner:
         self._submitted += 1
         return index
 
+    def has_room(self) -> bool:
+        """``submit`` would not block on a full first queue (it may still raise)."""
+        return not self.workers or self.workers[0].has_room()
+
     def _refusal(self) -> KmtrError:
         why = {
             RunnerState.CREATED: "submit() before start()",

@@ -111,6 +111,10 @@ class Worker:
         """Queue one message from the previous worker (blocks while the queue is full)."""
         self.inq.put((index, t_submit, msg, time.perf_counter_ns()))
 
+    def has_room(self) -> bool:
+        """``submit`` would not block: an inline worker, or a queue that takes one more."""
+        return self.thread is None or not self.inq.would_block
+
     def submit(self, index: int, t_submit: int, msg: Any) -> None:
         """Feed one incoming message: queue it, or run it here when inline.
 

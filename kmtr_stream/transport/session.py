@@ -147,6 +147,11 @@ class StreamSession:
         self._late_errors = RepeatCounter()
 
     # -- incoming -------------------------------------------------------
+    def would_block(self) -> bool:
+        """``handle`` would now wait for room in the chain's first queue."""
+        runner = self.runner
+        return runner is not None and self.state is State.OPEN and not runner.has_room()
+
     def handle(self, msg: WireMessage) -> None:
         """Process one decoded incoming message (may block on chain backpressure)."""
         index = self.received

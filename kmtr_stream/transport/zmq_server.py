@@ -23,7 +23,11 @@ outbox. The I/O thread sends each connection's replies until its peer's
 queue is full, then turns to the next connection, so a client that reads
 nothing never delays another. While a connection's outbox is full its input
 is held instead of fed to its chain; a connection whose outbox stays full for
-``outbox_stall_timeout_s`` is dropped with a logged reason.
+``outbox_stall_timeout_s`` is dropped with a logged reason. Input is also held
+while its chain's first queue is full: the I/O thread never waits on one chain,
+so a slow chain delays only its own connection (waiting there would stop reading
+every peer, and libzmq's heartbeats would then drop them all). Held input counts
+against ``outbox_bytes``; past it the connection is dropped with the reason.
 
 A routing id names a connection only while its stream lasts: after a stream
 ended, or its connection was lost, a message that starts a stream
@@ -323,7 +327,7 @@ class ZmqServer:
         poller.register(router, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
         poller.register(self._wake_r.fileno(), zmq.POLLIN)
-        blocked = False
+        blocked = False  # replies wait for a full peer, or input for a full chain queue
         next_check = time.monotonic() + 1.0
         while not self._stop.is_set():
             poller.poll(5 if blocked else 250)
@@ -337,7 +341,7 @@ class ZmqServer:
                 self._begin_drain()
             drained = self._read_router(router)
             blocked = self._send_outboxes(router)
-            self._feed_held()
+            blocked = self._feed_held() or blocked
             if drained:
                 self._read_monitor(monitor)
             now = time.monotonic()
@@ -374,9 +378,13 @@ class ZmqServer:
             if not peer.same_connection(owner):
                 self._taken_over(identity, owner, frames[0])
         outbox = self.outboxes.get(identity)
-        if outbox is not None and (outbox.full or outbox.held):
+        if outbox is not None and (outbox.full or outbox.held or self._chain_full(identity)):
             return self._hold(identity, outbox, frames)
         return self._handle(identity, frames)
+
+    def _chain_full(self, identity: bytes) -> bool:
+        session = self.sessions.get(identity)
+        return session is not None and session.would_block()
 
     def _handle(self, identity: bytes, frames: list[Any]) -> int:
         messages, fault = decode_message(frames[1:])
@@ -406,22 +414,31 @@ class ZmqServer:
         """Keep a message of a connection whose outbox is full; drop it past the budget."""
         outbox.held.append(frames)
         outbox.held_bytes += sum(len(f) for f in frames)
+        self._seen[identity] = time.monotonic()  # the client is sending: not idle
         lim = self.limits
         if outbox.held_bytes > lim.outbox_bytes:
             self._drop_stalled(identity, (
-                f"input held while its outbox is full exceeds outbox_bytes={lim.outbox_bytes} "
+                "input held while its outbox or chain queue is full exceeds "
+                f"outbox_bytes={lim.outbox_bytes} "
                 f"({outbox.held_bytes} bytes in {len(outbox.held)} messages)"
             ))
         return 1
 
-    def _feed_held(self) -> None:
-        """Feed held input of connections whose outbox has drained, in arrival order."""
+    def _feed_held(self) -> bool:
+        """Feed held input of connections whose outbox and chain queue have room, in order.
+
+        Returns True when some connection still holds input.
+        """
+        holding = False
         for identity, outbox in list(self.outboxes.items()):
             budget = _RECV_BATCH
-            while outbox.held and not outbox.full and budget > 0:
+            while (outbox.held and not outbox.full and budget > 0
+                   and not self._chain_full(identity)):
                 frames = outbox.held.popleft()
                 outbox.held_bytes -= sum(len(f) for f in frames)
                 budget -= self._handle(identity, frames)
+            holding = holding or bool(outbox.held)
+        return holding
 
     def _open(self, identity: bytes, ident_frame: Any) -> StreamSession:
         if self._monitor is not None:
