@@ -10,14 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import ismrmrd
 
 from kmtr_stream.chain.config import load_chain_config
-from kmtr_stream.chain.gadget import Gadget
+from kmtr_stream.chain.gadget import Gadget, NoParams
 from kmtr_stream.chain.registry import register
 from kmtr_stream.messages import Close, ConfigFile, XmlHeader
 from kmtr_stream.transport.catalog import ChainCatalog
@@ -48,16 +47,11 @@ type = "_test_gate"
 """
 
 
-@dataclass(frozen=True)
-class _NoParams:
-    pass
-
-
 @register("_test_gate")
 class GateGadget(Gadget):
     """Passes each readout on once ``gate`` is open: a chain as slow as the test wants."""
 
-    Params = _NoParams
+    Params: ClassVar[type] = NoParams
     handles: ClassVar[tuple[type, ...]] = (ismrmrd.Acquisition,)
     gate: ClassVar[threading.Event] = threading.Event()
 
