@@ -50,7 +50,8 @@ class PeerOutbox:
         self.closed = False
         #: monotonic time since when the outbox has been full; 0.0 while it is not.
         self.full_since = 0.0
-        #: Incoming messages held (not fed to the chain) while the outbox is full.
+        #: Incoming messages held (not fed to the chain) while the outbox or the chain's
+        #: first queue is full.
         self.held: collections.deque[list[Any]] = collections.deque()
         self.held_bytes = 0
         self.peak_bytes = 0

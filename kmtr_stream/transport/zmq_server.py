@@ -411,7 +411,8 @@ class ZmqServer:
         return max(1, len(messages))
 
     def _hold(self, identity: bytes, outbox: PeerOutbox, frames: list[zmq.Frame]) -> int:
-        """Keep a message of a connection whose outbox is full; drop it past the budget."""
+        """Keep a message of a connection whose outbox or chain queue is full; drop it past
+        the budget."""
         outbox.held.append(frames)
         outbox.held_bytes += sum(len(f) for f in frames)
         self._seen[identity] = time.monotonic()  # the client is sending: not idle
