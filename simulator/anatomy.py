@@ -101,6 +101,11 @@ class SubjectParams:
     #: Absolute tissue intensities in ``TISSUE_INTENSITY`` order (overrides
     #: ``intensity_scale`` when set: contrast randomized per subject and tissue).
     tissue_values: tuple[float, ...] = ()
+    #: Smooth multiplicative texture of each group of ``TEXTURE_GROUPS``: per group,
+    #: ``TEXTURE_WAVES`` plane waves ``(kx, ky, kz, phase, amplitude)`` (k in cycles per
+    #: 100 mm, body frame), flattened; the factor is ``exp(sum a cos(2 pi k.r / 100 + phase))``
+    #: (see ``phantom.texture_factor``). Empty: tissues are piecewise constant.
+    texture: tuple[float, ...] = ()
     #: Blood SNR of this subject (0: ``SimConfig.snr``).
     snr: float = 0.0
     #: Receive coils of this subject (0: ``SimConfig.n_coils``).
@@ -134,6 +139,13 @@ class SubjectParams:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict of the parameters."""
         return asdict(self)
+
+
+#: Tissue groups that carry their own texture field, in ``SubjectParams.texture`` order:
+#: the cardiac blood pools, the myocardium, and all static (non-cardiac) anatomy.
+TEXTURE_GROUPS = ("blood", "myocardium", "static")
+#: Plane waves per texture group.
+TEXTURE_WAVES = 3
 
 
 def mosteller_bsa(height_cm: float, weight_kg: float) -> float:

@@ -9,8 +9,9 @@ from kmtr_stream.errors import ConfigError
 
 #: Mask kinds understood by :mod:`simulator.sampling`.
 #: What a configuration renders changes with this number (it keys every cohort cache):
-#: 2 added class-specific motion (base descent, ejection and filling timing).
-SIMULATOR_VERSION = 2
+#: 2 added class-specific motion (base descent, ejection and filling timing); 3 added
+#: smooth per-tissue texture to the training family.
+SIMULATOR_VERSION = 3
 
 MASK_KINDS = ("equispaced", "variable_density")
 #: Line orderings understood by :func:`simulator.sampling.line_order`.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kmtr_stream.conventions import Label
-from simulator.anatomy import SubjectParams, harmonics, von_mises
+from simulator.anatomy import TEXTURE_GROUPS, TEXTURE_WAVES, SubjectParams, harmonics, von_mises
 from simulator.config import SimConfig
 
 #: Papillary muscles of the plain phantom: (angle, radial fraction, size fraction).
@@ -351,6 +351,39 @@ def _paint(
     img[j0:j1, i0:i1][inside] = value
 
 
+def texture_factor(
+    p: SubjectParams, group: str, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: float
+) -> np.ndarray:
+    """Smooth multiplicative texture of one tissue group at body-frame positions.
+
+    Real tissue is not piecewise constant (flow in the blood pool, fibre and fat
+    content in muscle, coil-independent susceptibility effects): a few low-frequency
+    plane waves per group, fixed to the body, vary its intensity by tens of percent.
+
+    Args:
+        group: one of ``TEXTURE_GROUPS``.
+        x_mm: body-frame x, a ``(x,)`` axis or a ``(y, x)`` grid (see ``body_coords``).
+        y_mm: body-frame y, a ``(y,)`` axis or a ``(y, x)`` grid.
+        z_mm: long-axis position of the slice.
+
+    Returns:
+        ``(y, x)`` float32 factors (all ones without texture).
+    """
+    x = x_mm if x_mm.ndim == 2 else x_mm[None, :]
+    y = y_mm if y_mm.ndim == 2 else y_mm[:, None]
+    shape = np.broadcast_shapes(x.shape, y.shape)
+    n = 5 * TEXTURE_WAVES
+    g = TEXTURE_GROUPS.index(group)
+    waves = p.texture[g * n : (g + 1) * n]
+    if not waves:
+        return np.ones(shape, dtype=np.float32)
+    acc = np.zeros(shape, dtype=np.float64)
+    for kx, ky, kz, phase, amp in zip(*(iter(waves),) * 5, strict=True):
+        arg = 2.0 * np.pi * (kx * x.astype(np.float64) + ky * y + kz * z_mm) / 100.0
+        acc += amp * np.cos(arg + phase)
+    return np.exp(acc).astype(np.float32)
+
+
 def static_tissue(
     p: SubjectParams, cfg: SimConfig, x_mm: np.ndarray, y_mm: np.ndarray
 ) -> np.ndarray:
@@ -403,7 +436,7 @@ def static_tissue(
         _paint(img, x_mm, y_mm, 20.0, spine_y - 20.0, ar, ar, val["blood"])  # descending aorta
         # Epicardial fat in the atrioventricular groove.
         _paint(img, x_mm, y_mm, hx - 0.2 * heart_r, hy - 1.05 * heart_r - 4.0, 9.0, 4.0, val["fat"])
-        out[k] = img
+        out[k] = img * texture_factor(p, "static", x_mm, y_mm, float(z)) if p.texture else img
     return out
 
 
@@ -486,11 +519,15 @@ def render_image(
         hx, hy = body_coords(p, xs[x0 * ss : x1 * ss], ys[y0 * ss : y1 * ss])
         m = heart_masks(p, cfg, phases, hx, hy)
         val = p.tissue()
-        blood = np.float32(val["blood"])
-        myo = np.float32(val["myocardium"])
+        blood: np.ndarray = np.asarray(val["blood"], dtype=np.float32)
+        myo: np.ndarray = np.asarray(val["myocardium"], dtype=np.float32)
         box = np.broadcast_to(
             static[None, :, y0 * ss : y1 * ss, x0 * ss : x1 * ss], m.lv_cavity.shape
         )
+        if p.texture:
+            zs = [float(z) for z in cfg.slice_positions_mm()]
+            blood = np.stack([blood * texture_factor(p, "blood", hx, hy, z) for z in zs])
+            myo = np.stack([myo * texture_factor(p, "myocardium", hx, hy, z) for z in zs])
         heart = np.where(
             (m.lv_cavity & ~m.papillary) | m.rv_cavity,
             blood,

@@ -9,8 +9,9 @@ vessels that are not the LV among them), tissue intensities drawn per tissue
 (bSSFP-like jitter, or fully random in the spirit of SynthSeg), stronger bias
 and background phase, a blood SNR of 12-80 and 4-16 receive coils, and the
 class-specific motion of ``disease.MOTION_RANGES`` (base descent towards the apex,
-ejection and filling timing). The ground truth stays exact: labels are rendered
-from the same parameters.
+ejection and filling timing), and smooth per-tissue texture (blood pool, myocardium and
+static anatomy each vary by up to about +-35 % over a few centimetres). The ground
+truth stays exact: labels are rendered from the same parameters.
 
 ``"shifted"`` draws families held out of training entirely: low blood-myocardium
 contrast with dark fat, an obese body habitus, stronger border deformations, more
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.anatomy import TISSUE_INTENSITY, SubjectParams
+from simulator.anatomy import TEXTURE_GROUPS, TEXTURE_WAVES, TISSUE_INTENSITY, SubjectParams
 from simulator.disease import draw_motion
 
 #: Randomization modes understood by :func:`randomized_fields`.
@@ -58,6 +59,22 @@ def _tissues(mode: str, rng: np.random.Generator) -> tuple[float, ...]:
         val["blood"] = rng.uniform(0.7, 1.2)
         val["myocardium"] = rng.uniform(0.15, 0.4)
     return tuple(float(val[t]) for t in names)
+
+
+def _texture(rng: np.random.Generator) -> tuple[float, ...]:
+    """Plane waves of every texture group: wavelengths 15-100 mm in-plane, >= 40 mm
+    through-plane, summed amplitude up to about 0.35 (a factor of 0.7-1.4)."""
+    if rng.uniform() < 0.2:
+        return ()  # some subjects keep piecewise-constant tissues
+    out: list[float] = []
+    for _ in TEXTURE_GROUPS:
+        top = rng.uniform(0.0, 0.2)
+        for _ in range(TEXTURE_WAVES):
+            k, theta = rng.uniform(1.0, 6.7), rng.uniform(0.0, 2.0 * np.pi)
+            out += [float(k * np.cos(theta)), float(k * np.sin(theta)),
+                    float(rng.uniform(-2.5, 2.5)), float(rng.uniform(0.0, 2.0 * np.pi)),
+                    float(rng.uniform(0.0, top))]
+    return tuple(out)
 
 
 def _clutter(p: SubjectParams, n: int, rng: np.random.Generator) -> tuple[float, ...]:
@@ -118,4 +135,8 @@ def randomized_fields(mode: str, p: SubjectParams, rng: np.random.Generator) -> 
     n_clutter = int(rng.integers(4, 8) if shifted else rng.integers(1, 6))
     q["clutter"] = _clutter(replace(p, body_semi_x_mm=body_x), n_clutter, rng)
     q.update(draw_motion(p.diagnosis, rng))
+    if not shifted:
+        # Drawn last so that the rest of a subject is what it was before texture existed
+        # (the shifted cohort, which keeps piecewise-constant tissues, is unchanged).
+        q["texture"] = _texture(rng)
     return q

@@ -115,3 +115,69 @@ def test_randomized_subjects_keep_their_class_rules() -> None:
         assert rule_violations(s.diagnosis, s.phenotypes, s.params.bsa_m2, s.max_wall_mm,
                                s.params.infarct) == []
         assert s.params.view_angle_rad != 0.0
+
+
+def _one_wave(group: str, kx: float, amp: float) -> tuple[float, ...]:
+    """A texture with a single plane wave along body x in ``group``, none elsewhere."""
+    from simulator.anatomy import TEXTURE_GROUPS, TEXTURE_WAVES
+
+    waves = [0.0] * (5 * TEXTURE_WAVES * len(TEXTURE_GROUPS))
+    g = 5 * TEXTURE_WAVES * TEXTURE_GROUPS.index(group)
+    waves[g : g + 5] = [kx, 0.0, 0.0, 0.0, amp]
+    return tuple(waves)
+
+
+def test_texture_changes_the_image_not_the_labels(subject) -> None:  # type: ignore[no-untyped-def]
+    p = subject.params
+    q = replace(p, texture=_one_wave("myocardium", 3.0, 0.3))
+    np.testing.assert_array_equal(render_labels(p, SQUARE), render_labels(q, SQUARE))
+    img0, img1 = render_image(p, SQUARE, [0]), render_image(q, SQUARE, [0])
+    lab = render_labels(p, SQUARE, [0])
+    myo = lab == 2
+    # Exactly the analytic factor on myocardium pixels (supersample 1: one sample each).
+    from simulator.phantom import pixel_coords_mm
+
+    x = pixel_coords_mm(SQUARE.nx, SQUARE.dx_mm)
+    factor = np.exp(0.3 * np.cos(2 * np.pi * 3.0 * x / 100.0))
+    want = img0 * np.broadcast_to(factor, img0.shape)
+    np.testing.assert_allclose(img1[myo], want[myo], rtol=1e-5)
+    # RV blood is untouched by a myocardium-only texture (LV cavity pixels may hold a
+    # papillary muscle, which is myocardium labelled cavity).
+    rv = lab == 1
+    assert rv.sum() > 20
+    np.testing.assert_array_equal(img1[rv], img0[rv])
+
+
+def test_zero_amplitude_texture_is_no_texture(subject) -> None:  # type: ignore[no-untyped-def]
+    p = subject.params
+    q = replace(p, texture=_one_wave("static", 4.0, 0.0))
+    np.testing.assert_allclose(render_image(q, SQUARE, [0]), render_image(p, SQUARE, [0]),
+                               rtol=1e-6)
+
+
+def test_static_texture_moves_with_the_body(subject) -> None:  # type: ignore[no-untyped-def]
+    p = replace(subject.params, texture=_one_wave("static", 2.5, 0.3))
+    q = replace(p, view_angle_rad=np.pi / 2)
+
+    def ratio_and_body(s):  # type: ignore[no-untyped-def]
+        plain = np.abs(render_image(replace(s, texture=()), SQUARE, [0]))
+        body = (plain > 1e-3) & (render_labels(s, SQUARE, [0]) == 0)
+        return np.abs(render_image(s, SQUARE, [0])) / np.maximum(plain, 1e-9), body
+
+    (r0, b0), (r1, b1) = ratio_and_body(p), ratio_and_body(q)
+    both = rot90_centred(b0, -1) & b1
+    assert both.sum() > 1000 and r1[both].std() > 0.05
+    # The factor is fixed to the body: rotating the subject rotates the texture with it.
+    np.testing.assert_allclose(rot90_centred(r0, -1)[both], r1[both], rtol=1e-4)
+
+
+def test_training_draws_texture_and_the_shifted_cohort_does_not(subject) -> None:  # type: ignore[no-untyped-def]
+    train = [randomized_fields("train", subject.params, np.random.default_rng(i))
+             for i in range(100)]
+    shifted = [randomized_fields("shifted", subject.params, np.random.default_rng(i))
+               for i in range(20)]
+    textured = [t["texture"] for t in train if t["texture"]]
+    assert 60 <= len(textured) <= 95
+    amps = np.array([w[4::5] for w in textured])
+    assert amps.max() <= 0.2 and amps.max() > 0.1
+    assert all("texture" not in t for t in shifted)
