@@ -39,6 +39,9 @@ class ModelConfig:
             coarsest level (empty: none). It widens the receptive field past the
             distance between aliased copies; it starts as the identity, so a config
             that only adds it can continue from weights trained without it.
+        norm_groups: GroupNorm groups of every trunk level. A trunk widened by a
+            factor keeps its group size with this many times the groups, which is what
+            lets ``model.widen`` carry narrower weights over unchanged.
     """
 
     n_coils: int = 4
@@ -61,6 +64,7 @@ class ModelConfig:
     frontend_init: str = "random"
     coil_magnitude: bool = False
     context_dilations: tuple[int, ...] = ()
+    norm_groups: int = 4
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (tuples become lists)."""
@@ -88,6 +92,8 @@ class ModelConfig:
             raise ConfigError(
                 f"frontend_init must be 'random' or 'fourier', got {cfg.frontend_init!r}"
             )
+        if cfg.norm_groups < 1:
+            raise ConfigError(f"norm_groups must be >= 1, got {cfg.norm_groups}")
         if any(d < 1 for d in cfg.context_dilations):
             raise ConfigError(f"context_dilations must be >= 1, got {list(cfg.context_dilations)}")
         if cfg.ny % (2 ** (len(cfg.channels) - 1)) or cfg.nx % (2 ** (len(cfg.channels) - 1)):

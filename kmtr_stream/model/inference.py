@@ -17,6 +17,7 @@ from kmtr_stream.messages import SliceKSpace
 from kmtr_stream.model.io import LoadedModel
 from kmtr_stream.model.networks import KMTRModel
 from kmtr_stream.model.recon import zero_filled_rss
+from kmtr_stream.model.trunk import seg_labels
 
 
 def _check_shape(loaded: LoadedModel, kspace: torch.Tensor) -> None:
@@ -53,6 +54,6 @@ def infer_slice(loaded: LoadedModel, msg: SliceKSpace) -> tuple[np.ndarray, np.n
         seg, lat = net(kspace[None], mask[None])
     else:
         seg, lat = net(zero_filled_rss(kspace[None], mask[None]))
-    labels = seg.argmax(dim=1)[0].to(torch.int16).cpu().numpy()
+    labels = seg_labels(seg)[0].to(torch.int16).cpu().numpy()
     latent = lat[0].float().cpu().numpy()
     return labels, latent, (time.perf_counter_ns() - t0) / 1e6

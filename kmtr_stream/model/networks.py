@@ -8,7 +8,7 @@ from torch import nn
 from kmtr_stream.model.config import ModelConfig
 from kmtr_stream.model.heads import SubjectHead, label_areas
 from kmtr_stream.model.kspace_encoder import KSpaceFrontend
-from kmtr_stream.model.trunk import UNetTrunk
+from kmtr_stream.model.trunk import UNetTrunk, seg_labels
 
 
 def normalise_image(image: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ class SliceModel(nn.Module):
             slice_valid: ``(batch, slices)`` bool or None.
         """
         b, p, s, _ = latents.shape
-        areas = label_areas(seg_logits.argmax(dim=1), seg_logits.shape[1], self.cfg.area_scale)
+        areas = label_areas(seg_labels(seg_logits), seg_logits.shape[1], self.cfg.area_scale)
         areas = areas.reshape(b, p, s, -1)
         return self.subject_head(latents, areas, slice_valid)
 
@@ -59,6 +59,7 @@ class ImageModel(SliceModel):
             cfg.n_classes_seg,
             activation=cfg.activation,
             context_dilations=cfg.context_dilations,
+            norm_groups=cfg.norm_groups,
         )
         self.subject_head = SubjectHead(cfg)
 
@@ -90,6 +91,7 @@ class KMTRModel(SliceModel):
             cfg.n_classes_seg,
             activation=cfg.activation,
             context_dilations=cfg.context_dilations,
+            norm_groups=cfg.norm_groups,
         )
         self.subject_head = SubjectHead(cfg)
         self.image_branch = ImageModel(cfg) if with_image_branch else None

@@ -31,6 +31,7 @@ from kmtr_stream.kspace.resample import AxisMap, apply_axis, to_model_grid
 from kmtr_stream.kspace.xp import get_array_module
 from kmtr_stream.model.kspace_encoder import KSpaceFrontend, KyMixAccumulator, readout_weights
 from kmtr_stream.model.networks import KMTRModel
+from kmtr_stream.model.trunk import seg_labels
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ def run_network(
     mask = torch.as_tensor(np.stack([b.mask for b in batch]), device=dev)
     feat = net.frontend.features_from_mixed(mixed.real.contiguous(), mixed.imag.contiguous(), mask)
     seg, lat = net.trunk(feat)
-    labels = seg.argmax(dim=1).to(torch.int16).cpu().numpy()
+    labels = seg_labels(seg).to(torch.int16).cpu().numpy()
     latents = lat.float().cpu().numpy()
     ms = (time.perf_counter_ns() - t0) / 1e6
     return [(labels[i], latents[i], ms) for i in range(len(batch))]

@@ -11,17 +11,56 @@ def _act(name: str) -> nn.Module:
     return nn.GELU() if name == "gelu" else nn.ReLU(inplace=True)
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(4 if channels % 4 == 0 else 1, channels)
+def _norm(channels: int, groups: int = 4) -> nn.GroupNorm:
+    return nn.GroupNorm(groups if channels % groups == 0 else 1, channels)
 
 
-def _block(cin: int, cout: int, activation: str = "relu") -> nn.Sequential:
+def seg_labels(logits: torch.Tensor) -> torch.Tensor:
+    """``(n, classes, y, x)`` logits -> ``(n, y, x)`` int64 labels (first maximum on ties).
+
+    Same result as ``logits.argmax(dim=1)``; on CPU the class axis is moved last first,
+    because torch's reduction over a short non-innermost axis is ~7x slower (0.5 ms of
+    a 64 x 64 slice's post-last-line time, ``benchmarks/bench_trunk_ops.py``).
+    """
+    return logits.permute(0, 2, 3, 1).contiguous().argmax(dim=-1)
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour 2x upsampling; exactly ``F.interpolate(x, scale_factor=2)``, faster."""
+    n, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+
+
+_onednn_conv = torch.ops.aten.mkldnn_convolution
+
+
+class DilatedConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose inference on CPU goes through oneDNN.
+
+    For a batch of one, torch sends a small dilated convolution (here 32 channels at
+    16 x 16) to its im2col fallback, 2-3x slower than oneDNN's kernel; outside autograd
+    this layer calls oneDNN directly. Same weights and state dict as ``nn.Conv2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padding = self.padding
+        if (isinstance(padding, str) or self.padding_mode != "zeros" or x.device.type != "cpu"
+                or x.dtype != torch.float32 or torch.is_grad_enabled()
+                or not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled):
+            return super().forward(x)
+        return _onednn_conv(
+            x.contiguous(), self.weight, self.bias, list(padding), list(self.stride),
+            list(self.dilation), self.groups,
+        )
+
+
+def _block(cin: int, cout: int, activation: str = "relu", groups: int = 4) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1),
-        _norm(cout),
+        _norm(cout, groups),
         _act(activation),
         nn.Conv2d(cout, cout, 3, padding=1),
-        _norm(cout),
+        _norm(cout, groups),
         _act(activation),
     )
 
@@ -38,13 +77,15 @@ class ContextBlock(nn.Module):
     it did before, so it can continue from weights trained without it.
     """
 
-    def __init__(self, channels: int, dilations: tuple[int, ...], activation: str) -> None:
+    def __init__(
+        self, channels: int, dilations: tuple[int, ...], activation: str, groups: int = 4
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for d in dilations:
             layers += [
-                nn.Conv2d(channels, channels, 3, padding=d, dilation=d),
-                _norm(channels),
+                DilatedConv2d(channels, channels, 3, padding=d, dilation=d),
+                _norm(channels, groups),
                 _act(activation),
             ]
         self.body = nn.Sequential(*layers)
@@ -60,7 +101,9 @@ class UNetTrunk(nn.Module):
     """Small U-Net: feature map -> segmentation logits and a pooled slice latent.
 
     ``context_dilations`` adds a :class:`ContextBlock` after the coarsest level
-    (its output feeds both the decoder and the latent).
+    (its output feeds both the decoder and the latent). ``norm_groups`` is the
+    GroupNorm group count of every level (a level whose channels it does not divide
+    uses one group).
     """
 
     def __init__(
@@ -72,21 +115,22 @@ class UNetTrunk(nn.Module):
         with_decoder: bool = True,
         activation: str = "relu",
         context_dilations: tuple[int, ...] = (),
+        norm_groups: int = 4,
     ) -> None:
         super().__init__()
         self.down = nn.ModuleList()
         cin = in_channels
         for c in channels:
-            self.down.append(_block(cin, c, activation))
+            self.down.append(_block(cin, c, activation, norm_groups))
             cin = c
         self.context = (
-            ContextBlock(channels[-1], context_dilations, activation)
+            ContextBlock(channels[-1], context_dilations, activation, norm_groups)
             if context_dilations else None
         )
         self.up = nn.ModuleList()
         if with_decoder:
             for c_skip, c_low in zip(reversed(channels[:-1]), reversed(channels[1:]), strict=True):
-                self.up.append(_block(c_low + c_skip, c_skip, activation))
+                self.up.append(_block(c_low + c_skip, c_skip, activation, norm_groups))
         self.seg = nn.Conv2d(channels[0], n_classes, 1) if with_decoder else None
         self.latent = nn.Sequential(
             nn.Linear(channels[-1] * 2, latent_dim), nn.LayerNorm(latent_dim)
@@ -119,6 +163,6 @@ class UNetTrunk(nn.Module):
         skips, latent = self.encode(x)
         y = skips[-1]
         for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
-            y = F.interpolate(y, scale_factor=2.0, mode="nearest")
+            y = upsample2x(y)
             y = block(torch.cat((y, skip), dim=1))
         return self.seg(y), latent

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from kmtr_stream.model.heads import SubjectHead, label_areas
 from kmtr_stream.model.networks import SliceModel
+from kmtr_stream.model.trunk import seg_labels
 from kmtr_stream.training.config import TrainSettings
 from kmtr_stream.training.data import CachedCohort, make_batch
 from kmtr_stream.training.step import slice_inputs
@@ -50,9 +51,8 @@ def subject_features(
             image_input,
         )
         lats.append(lat.float().reshape(n, p, s, -1).cpu())
-        areas.append(
-            label_areas(seg.argmax(1), seg.shape[1], net.cfg.area_scale).reshape(n, p, s, -1).cpu()
-        )
+        area = label_areas(seg_labels(seg), seg.shape[1], net.cfg.area_scale)
+        areas.append(area.reshape(n, p, s, -1).cpu())
         phens.append(b.phenotypes.cpu())
         dxs.append(b.diagnosis.cpu())
     return {

@@ -38,12 +38,15 @@ def warm_start(model: SliceModel, st: TrainSettings) -> tuple[np.ndarray, np.nda
 
     Returns the phenotype mean/std of the loaded weights, or None without
     ``init_weights``. A kind or architecture that differs is a ConfigError: a
-    silent partial load would train from a half-random network. The one allowed
-    difference is a trunk grown by a context block (``context_dilations`` set
-    here, empty in the weights), which starts as the identity.
+    silent partial load would train from a half-random network. Two differences are
+    allowed, both of which start as the weights' own function: a trunk grown by a
+    context block (``context_dilations`` set here, empty in the weights), and a
+    trunk widened by an integer factor (``channels`` and ``norm_groups``, see
+    ``model.widen``).
     """
     from kmtr_stream.errors import ConfigError
     from kmtr_stream.model.io import TRAINING_ONLY, read_weights
+    from kmtr_stream.model.widen import widen_factor, widen_state_dict
 
     pairs: list[tuple[str, SliceModel]] = []
     if st.init_weights:
@@ -62,12 +65,22 @@ def warm_start(model: SliceModel, st: TrainSettings) -> tuple[np.ndarray, np.nda
         grown = not theirs["context_dilations"] and "context_dilations" in differ
         if grown:
             del differ["context_dilations"]
+        widened = "channels" in differ or "norm_groups" in differ
+        if widened:
+            widen_factor(src.net.cfg, target.cfg)  # ConfigError unless a true widening
+            differ.pop("channels", None)
+            differ.pop("norm_groups", None)
         if src.kind != target.kind or differ:
             raise ConfigError(
                 f"[train] warm start from {name!r}: its {src.kind} model is not this run's "
                 f"{target.kind} model (field: weights' value, run's value) {differ}"
             )
-        missing, unexpected = target.load_state_dict(src.net.state_dict(), strict=False)
+        state = src.net.state_dict()
+        if widened:
+            ours_state = {k: v for k, v in target.state_dict().items()
+                          if k in state or k.startswith("trunk.context.")}
+            state = widen_state_dict(state, ours_state, src.net.cfg, target.cfg)
+        missing, unexpected = target.load_state_dict(state, strict=False)
         new = ("trunk.context.",) if grown else ()
         left = [k for k in missing if not k.startswith(TRAINING_ONLY + new)]  # never exported
         if left or unexpected:

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from kmtr_stream.model.io import LoadedModel
 from kmtr_stream.model.networks import SliceModel
+from kmtr_stream.model.trunk import seg_labels
 from kmtr_stream.training.config import TrainSettings
 from kmtr_stream.training.data import Batch, CachedCohort, make_batch
 from kmtr_stream.training.step import slice_inputs
@@ -46,7 +47,7 @@ def predict_batch(
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
         seg, lat = slice_inputs(net, k, m, img, image_input)
         ph, lg = net.subject(lat.reshape(b, p, s, -1), seg)
-    labels = seg.argmax(dim=1).reshape(b, p, s, *seg.shape[-2:])
+    labels = seg_labels(seg).reshape(b, p, s, *seg.shape[-2:])
     return Predictions(
         labels=labels.to(torch.uint8).cpu().numpy(),
         phenotypes_std=ph.float().cpu().numpy(),

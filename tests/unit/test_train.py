@@ -233,7 +233,9 @@ def test_shipped_training_configs_load(path: Path) -> None:
     assert cfg.train.max_steps > 0 and cfg.model.n_coils == cfg.data.n_virtual_coils
 
 
-@pytest.mark.parametrize("stage", ["", "_stage2", "_stage3", "_stage4"])
+@pytest.mark.parametrize(
+    "stage", ["", "_stage2", "_stage3", "_stage4", "_stage5", "_stage6", "_stage7"]
+)
 def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch(stage: str) -> None:
     """The recon baseline trains with k-MTR's data, budget, augmentation and trunk."""
     k = load_config(ROOT / "configs" / f"train_default{stage}.toml")
@@ -292,6 +294,40 @@ def test_warm_start_grows_the_trunk_by_a_context_block(tiny: TrainConfig, tmp_pa
     from kmtr_stream.errors import ConfigError
 
     with pytest.raises(ConfigError, match="context_dilations"):
+        Trainer(_with(tiny, tmp_path / "r2", init_weights=str(tmp_path / "big" / "model")),
+                resume=False)
+
+
+def test_warm_start_widens_the_trunk_keeping_its_function(
+    tiny: TrainConfig, tmp_path: Path
+) -> None:
+    _export_random(tiny, tmp_path / "src" / "model", seed=11)
+    doubled = tuple(2 * c for c in tiny.model.channels)
+    wide = replace(tiny, model=replace(tiny.model, channels=doubled,
+                                       norm_groups=2 * tiny.model.norm_groups))
+    cfg = _with(wide, tmp_path / "run", init_weights=str(tmp_path / "src" / "model"),
+                image_init_weights=str(tmp_path / "src" / "image"))
+    model = Trainer(cfg, resume=False).model.eval()
+    from kmtr_stream.model.io import read_weights
+
+    narrow = read_weights(str(tmp_path / "src" / "model")).net
+    narrow_img = read_weights(str(tmp_path / "src" / "image")).net
+    assert model.trunk.seg.weight.shape[1] == 2 * narrow.trunk.seg.weight.shape[1]
+    n, m = tiny.model.n_ky, tiny.model.n_coils
+    g = torch.Generator().manual_seed(0)
+    k = torch.randn(3, m, n, n, dtype=torch.complex64, generator=g)
+    mask = torch.rand(3, n, generator=g) < 0.5
+    with torch.no_grad():
+        for a, b in zip(model(k, mask), narrow(k, mask), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        img = k.abs()[:, 0]
+        for a, b in zip(model.image_branch(img), narrow_img(img), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # narrowing would drop trained channels: refused, naming the fields
+    from kmtr_stream.errors import ConfigError
+
+    _export_random(wide, tmp_path / "big" / "model", seed=0)
+    with pytest.raises(ConfigError, match="channels"):
         Trainer(_with(tiny, tmp_path / "r2", init_weights=str(tmp_path / "big" / "model")),
                 resume=False)
 
