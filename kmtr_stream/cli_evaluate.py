@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--upper", default="upper", help="fully sampled upper bound weights; '' to skip"
     )
     parser.add_argument("--subjects", type=int, default=100, help="held-out test subjects")
-    parser.add_argument("--accelerations", default="2,4,8,12", help="comma-separated factors")
+    parser.add_argument(
+        "--accelerations", default="2,4,8,12", help="comma-separated factors; 1 = every line"
+    )
     parser.add_argument(
         "--mask-kind", default="equispaced", choices=("equispaced", "variable_density")
     )

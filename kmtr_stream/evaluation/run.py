@@ -27,9 +27,16 @@ STRUCTURES = ("RV", "MYO", "LV")
 
 
 def evaluation_mask(n_ky: int, accel: int, n_calib: int, kind: str, seed: int) -> np.ndarray:
-    """The fixed ``(ky,)`` mask of one acceleration, as a scan protocol would use it."""
+    """The fixed ``(ky,)`` mask of one acceleration, as a scan protocol would use it.
+
+    ``accel = 1`` acquires every line: the undersampled models' own ceiling, to set
+    beside the fully sampled upper bound (a network trained for undersampled input
+    can fall short of it even then).
+    """
     from simulator import sampling
 
+    if accel == 1:
+        return np.ones(n_ky, dtype=bool)
     rng = np.random.default_rng([seed, accel])
     if kind == "equispaced":
         return np.asarray(sampling.equispaced_mask(n_ky, accel, n_calib, rng), dtype=bool)
