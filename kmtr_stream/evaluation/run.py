@@ -11,6 +11,7 @@ import torch
 
 from kmtr_stream.conventions import CLASSES, PHENOTYPES
 from kmtr_stream.metrics import (
+    blood_myocardium_contrast,
     dice_per_class,
     expected_calibration_error,
     hd95_per_class,
@@ -24,6 +25,9 @@ from kmtr_stream.training.data import CachedCohort
 from kmtr_stream.training.predict import Predictions, predict_cohort
 
 STRUCTURES = ("RV", "MYO", "LV")
+#: Blood-myocardium contrast (``metrics.blood_myocardium_contrast``) from which a subject
+#: counts as bright-blood, as bSSFP cine is (blood at least 1.67 times the myocardium).
+BRIGHT_BLOOD_CONTRAST = 0.25
 
 
 def evaluation_mask(n_ky: int, accel: int, n_calib: int, kind: str, seed: int) -> np.ndarray:
@@ -59,6 +63,8 @@ def task_metrics(
     """
     target_labels = np.asarray(cohort.labels)
     dice = dice_per_class(pred.labels, target_labels, 4)
+    bright = blood_myocardium_contrast(np.asarray(cohort.image), target_labels) \
+        >= BRIGHT_BLOOD_CONTRAST
     vox = tuple(float(v) for v in cohort.voxel_size_mm[0])
     spacing = (vox[2], vox[1], vox[0])  # (dz, dy, dx)
     m = min(hd95_subjects, len(cohort))
@@ -74,6 +80,15 @@ def task_metrics(
             "dice": {s: float(np.nanmean(dice[:, i])) for i, s in enumerate(STRUCTURES)},
             "hd95_mm": {s: float(np.nanmean(hd[:, i])) for i, s in enumerate(STRUCTURES)},
             "hd95_subjects": m,
+            # Contrast families: bright-blood (bSSFP-like) subjects apart from the rest.
+            "dice_by_contrast": {
+                group: {
+                    "n": int(sel.sum()),
+                    **{s: float(np.nanmean(dice[sel, i])) if sel.any() else float("nan")
+                       for i, s in enumerate(STRUCTURES)},
+                }
+                for group, sel in (("bright_blood", bright), ("dark_or_low", ~bright))
+            },
         },
         "phenotypes": {
             "mae": dict(zip(PHENOTYPES, map(float, mae), strict=True)),
@@ -189,4 +204,14 @@ def format_table(results: dict[str, Any]) -> str:
                 f"{cls['accuracy']:>6.3f} {cls['ece']:>6.3f} {ph['mae_standardised_mean']:>12.3f} "
                 f"{ph['mae']['LVEF']:>8.2f} {ph['mae']['LVEDV']:>9.2f}"
             )
+    rows += ["", "Dice RV / MYO / LV by blood-myocardium contrast "
+             f"(bright blood: >= {BRIGHT_BLOOD_CONTRAST}, as bSSFP cine)"]
+    for name, model in results["models"].items():
+        for accel, r in model["by_accel"].items():
+            groups = r["segmentation"].get("dice_by_contrast", {})
+            cells = [
+                f"{g} ({v['n']}): {v['RV']:.3f} / {v['MYO']:.3f} / {v['LV']:.3f}"
+                for g, v in groups.items()
+            ]
+            rows.append(f"{name:<10} {accel:>3}  " + "   ".join(cells))
     return "\n".join(rows)

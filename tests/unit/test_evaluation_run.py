@@ -55,3 +55,37 @@ def test_r1_gives_the_zero_filled_model_the_fully_sampled_image(tmp_path: Path) 
 
     assert outputs(zf["1"]) == pytest.approx(outputs(full["1"]), rel=1e-4, abs=1e-5)
     assert outputs(zf["4"]) != pytest.approx(outputs(full["4"]), rel=1e-4, abs=1e-5)
+    groups = zf["4"]["segmentation"]["dice_by_contrast"]
+    assert set(groups) == {"bright_blood", "dark_or_low"}
+    assert sum(g["n"] for g in groups.values()) == 3
+
+
+def test_blood_myocardium_contrast_on_known_maps() -> None:
+    from kmtr_stream.metrics import blood_myocardium_contrast
+
+    labels = np.zeros((3, 2, 8, 8), dtype=np.uint8)
+    labels[:, :, 2:4, 2:4] = 3
+    labels[:, :, 5:7, 5:7] = 2
+    labels[2] = 0  # a subject without a heart
+    image = np.where(labels == 3, 1.0, np.where(labels == 2, 0.25, 0.5))
+    image[1] = np.where(labels[1] == 3, 0.2, np.where(labels[1] == 2, 0.6, 0.5))  # dark blood
+    c = blood_myocardium_contrast(image, labels)
+    assert c[0] == pytest.approx(0.6) and c[1] == pytest.approx(-0.5) and np.isnan(c[2])
+    with pytest.raises(ValueError, match="differ"):
+        blood_myocardium_contrast(image[:, :1], labels)
+
+
+def test_plain_phantom_measures_its_own_bssfp_contrast() -> None:
+    """The measured contrast of simulated subjects follows their tissue values."""
+    from kmtr_stream.metrics import blood_myocardium_contrast
+    from simulator.anatomy import TISSUE_INTENSITY
+    from simulator.config import SimConfig
+    from simulator.dataset import training_item
+
+    cfg = SimConfig(randomize="none", snr=200.0)
+    items = [training_item(i, 0, cfg) for i in range(2)]
+    c = blood_myocardium_contrast(np.stack([it["image"] for it in items]),
+                                  np.stack([it["labels"] for it in items]))
+    b, m = TISSUE_INTENSITY["blood"], TISSUE_INTENSITY["myocardium"]
+    # partial volume at the borders and the smooth bias field pull it a little towards 0
+    assert np.all(np.abs(c - (b - m) / (b + m)) < 0.12), c
