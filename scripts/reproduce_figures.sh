@@ -13,7 +13,7 @@ export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
 K=.venv/bin/kmtr-stream
 $K evaluate --subjects 1000 --accelerations 4 --hd95-subjects 200 --out "$OUT/eval_1000_r4" \
     | tee "$OUT/eval_1000_r4.txt"
-$K evaluate --subjects 200 --cohort-size 1000 --accelerations 2,4,8,12 --hd95-subjects 50 \
+$K evaluate --subjects 200 --cohort-size 1000 --accelerations 1,2,4,8,12 --hd95-subjects 50 \
     --out "$OUT/eval_200_sweep" | tee "$OUT/eval_200_sweep.txt"
 $K evaluate --subjects 1000 --randomize shifted --accelerations 4 --hd95-subjects 50 \
     --out "$OUT/eval_shifted" | tee "$OUT/eval_shifted.txt"
