@@ -63,13 +63,23 @@ class CachedCohort:
         return out
 
 
-def _fill(root: Path, ds: Any, indices: range, progress: bool) -> None:
-    """Simulate ``indices`` of ``ds`` into the cache's memory maps (one worker)."""
+def _fill(root: Path, ds: Any, indices: range, progress: bool, blas_threads: int = 0) -> None:
+    """Simulate ``indices`` of ``ds`` into the cache's memory maps (one worker).
+
+    ``blas_threads`` > 0 caps the BLAS pools while it runs: forked workers inherit the
+    parent's, and two workers of 2 threads each on 2 cores simulated 3.8x slower than
+    with one thread each (80 subjects: 22.2 s against 5.8 s).
+    """
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
     out = {name: np.load(root / f"{name}.npy", mmap_mode="r+") for name in _FIELDS}
-    for i in tqdm(indices, desc=f"simulate {ds.split}", disable=not progress):
-        item = ds[i]
-        for name in _FIELDS:
-            out[name][i] = np.asarray(item[name])
+    with threadpool_limits(limits=blas_threads) if blas_threads > 0 else nullcontext():
+        for i in tqdm(indices, desc=f"simulate {ds.split}", disable=not progress):
+            item = ds[i]
+            for name in _FIELDS:
+                out[name][i] = np.asarray(item[name])
     for arr in out.values():
         arr.flush()
 
@@ -117,7 +127,7 @@ def build_cohort(split: str, n: int, data: DataConfig, progress: bool = True) ->
         ctx = mp.get_context("fork")
         procs = [
             ctx.Process(
-                target=_fill, args=(root, ds, range(1 + w, n, workers), progress and w == 0)
+                target=_fill, args=(root, ds, range(1 + w, n, workers), progress and w == 0, 1)
             )
             for w in range(workers)
         ]
