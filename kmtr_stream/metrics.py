@@ -52,14 +52,15 @@ def blood_myocardium_contrast(image: np.ndarray, labels: np.ndarray) -> np.ndarr
     if image.shape != labels.shape:
         raise ValueError(f"image {image.shape} and labels {labels.shape} differ")
     n = image.shape[0]
-    img = np.asarray(image, dtype=np.float64).reshape(n, -1)
+    img = np.asarray(image).reshape(n, -1)
     lab = np.asarray(labels).reshape(n, -1)
 
     def mean_of(label: int) -> np.ndarray:
         sel = lab == label
         count = sel.sum(axis=1)
+        total = np.where(sel, img, 0.0).sum(axis=1, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, (img * sel).sum(axis=1) / count, np.nan)
+            return np.where(count > 0, total / count, np.nan)
 
     b, m = mean_of(3), mean_of(2)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -54,8 +54,12 @@ def task_metrics(
     ref_mean: np.ndarray,
     ref_std: np.ndarray,
     hd95_subjects: int,
+    bright: np.ndarray,
 ) -> dict[str, Any]:
     """All task metrics of one model at one acceleration.
+
+    ``bright``: ``(subjects,)`` bool, the cohort's bright-blood subjects (a property of
+    the cohort alone, so ``evaluate`` finds them once for every model and acceleration).
 
     Phenotypes are reported in physical units and standardised with the
     reference statistics ``ref_mean``/``ref_std`` (the k-MTR training set's),
@@ -63,8 +67,6 @@ def task_metrics(
     """
     target_labels = np.asarray(cohort.labels)
     dice = dice_per_class(pred.labels, target_labels, 4)
-    bright = blood_myocardium_contrast(np.asarray(cohort.image), target_labels) \
-        >= BRIGHT_BLOOD_CONTRAST
     vox = tuple(float(v) for v in cohort.voxel_size_mm[0])
     spacing = (vox[2], vox[1], vox[0])  # (dz, dy, dx)
     m = min(hd95_subjects, len(cohort))
@@ -137,6 +139,8 @@ def evaluate(
     cohort = cohort.head(n_subjects)
     sim_s = time.perf_counter() - t0
     ref = next(iter(models.values()))
+    bright = blood_myocardium_contrast(np.asarray(cohort.image), np.asarray(cohort.labels)) \
+        >= BRIGHT_BLOOD_CONTRAST
     n_ky = int(cohort.kspace.shape[-2])
     out: dict[str, Any] = {
         "config": {
@@ -173,7 +177,9 @@ def evaluate(
                 progress,
                 desc=f"{name} R={accel}",
             )
-            res = task_metrics(pred, cohort, loaded, ref.phen_mean, ref.phen_std, hd95_subjects)
+            res = task_metrics(
+                pred, cohort, loaded, ref.phen_mean, ref.phen_std, hd95_subjects, bright
+            )
             res["lines_acquired"] = n_ky if full_input else int(mask.sum())
             by_accel[str(accel)] = res
             cached = res

@@ -42,10 +42,8 @@ def _concat_map(old_first: int, old_total: int, new_first: int) -> torch.Tensor:
     return torch.where(idx < old_first, idx, idx - old_first + new_first)
 
 
-def _input_map(key: str, old_shape: tuple[int, ...], new_shape: tuple[int, ...],
-               old: ModelConfig, new: ModelConfig) -> torch.Tensor:
-    """New positions of a weight's old input channels (dim 1)."""
-    n_old = old_shape[1]
+def _input_map(key: str, n_old: int, old: ModelConfig, new: ModelConfig) -> torch.Tensor:
+    """New positions of a weight's ``n_old`` old input channels (dim 1)."""
     if ".up." in key and key.endswith(".0.weight"):
         # Decoder input: cat(upsampled coarser level, skip of this level).
         level = int(key.split(".up.")[1].split(".")[0])
@@ -92,7 +90,7 @@ def widen_state_dict(
         dst = fresh.clone()
         rows = torch.arange(src.shape[0])  # old outputs keep their positions
         if src.dim() >= 2 and src.shape[1] != fresh.shape[1]:
-            cols = _input_map(key, tuple(src.shape), tuple(fresh.shape), old, new)
+            cols = _input_map(key, src.shape[1], old, new)
             # New inputs never reach old outputs at the start.
             dst[rows] = 0.0
             dst[rows[:, None], cols[None, :]] = src
