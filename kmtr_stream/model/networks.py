@@ -95,8 +95,14 @@ class KMTRModel(SliceModel):
         )
         self.subject_head = SubjectHead(cfg)
         self.image_branch = ImageModel(cfg) if with_image_branch else None
-        # Training-only probe of the dense alignment loss (frontend features -> image).
+        # Training-only probe of the dense alignment loss (frontend features -> image). It is
+        # not exported, so every warm start gets a new one: zero weights, so that a random
+        # probe's error (4.2 against 0.5 once fitted) does not push a trained frontend while
+        # the probe is learning; the probe's own gradient is not zero.
         self.probe = nn.Conv2d(self.frontend.out_channels, 1, 1) if with_image_branch else None
+        if self.probe is not None:
+            nn.init.zeros_(self.probe.weight)
+            nn.init.zeros_(self.probe.bias)
 
     def forward(
         self, kspace: torch.Tensor, mask: torch.Tensor

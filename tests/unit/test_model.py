@@ -156,3 +156,25 @@ def test_coil_magnitude_ignores_each_coils_phase() -> None:
         b = fe.raw_features(*fe.mix_lines(fe.encode_lines(kp), None, mask))
     torch.testing.assert_close(a[:, :, -1], b[:, :, -1], atol=1e-4, rtol=1e-4)
     assert (a[:, :, 0] - b[:, :, 0]).abs().max() > 0.1  # the per-coil real part does change
+
+
+def test_fresh_dense_align_probe_does_not_push_the_frontend() -> None:
+    """A warm start gets a new (never exported) probe: it starts at zero, so the dense
+    alignment loss sends no gradient into the trained frontend, yet the probe learns."""
+    from torch.nn import functional as F
+
+    from kmtr_stream.model.networks import normalise_image
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_coils=2, n_ky=16, n_kx=16, ny=16, nx=16, channels=[4, 8, 8], latent_dim=8)
+    net = KMTRModel(cfg, with_image_branch=True)
+    k = torch.randn(3, 2, 16, 16, dtype=torch.complex64)
+    m = torch.ones(3, 16, dtype=torch.bool)
+    _, _, probe = net.forward_with_probe(k, m)
+    assert torch.count_nonzero(probe) == 0
+    image = torch.rand(3, 16, 16) + 0.5
+    F.mse_loss(probe, normalise_image(image)).backward()
+    assert net.probe is not None and net.probe.weight.grad is not None
+    assert float(net.probe.weight.grad.abs().sum()) > 0
+    for name, p in net.frontend.named_parameters():
+        assert p.grad is None or float(p.grad.abs().sum()) == 0.0, name
