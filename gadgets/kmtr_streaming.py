@@ -165,15 +165,15 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
         ):
             acc = self.open.get(key)
             if acc is None:
-                acc = self.open[key] = SliceAccumulator(self.net, plan, acq.active_channels)
+                acc = self.open[key] = SliceAccumulator(
+                    self.net, plan, acq.active_channels, int(self.params.virtual_coils))
             if old is not None:
                 acc.add_line(old, ky, -1.0)
             acc.add_line(acq.data, ky)
             held = self.buffer.store.open.get(key)
             if held is not None:  # still filling: calibration terms before the last line
                 acc.note_line(ky, calibration_region(self.buffer.policy, held.state),
-                              held.kspace, int(self.params.virtual_coils),
-                              bool(self.params.normalise))
+                              held.kspace, held.mask, bool(self.params.normalise))
         yield from self._handle(outs)
 
     def flush(self) -> Iterable[Any]:

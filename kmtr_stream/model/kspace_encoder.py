@@ -253,16 +253,23 @@ class KyMixAccumulator:
         """Fold the waiting lines into the sum."""
         if not self._lines:
             return
-        h, c, ny, nx = self._sum.shape
-        n = len(self._lines)
-        x = torch.stack(self._lines).reshape(n * c, -1)  # (n c, kx)
-        t = torch.matmul(x, self.wx_t).reshape(h, n, c * nx)  # tokens (h, n, c nx)
-        sign = torch.tensor(self._sign, dtype=torch.float32, device=self.wy.device)
-        w = self.wy[:, :, self._ky] * sign  # (h, ny, n)
-        self._sum.add_(torch.bmm(w, t).reshape(h, ny, c, nx).transpose(1, 2))
+        self.add_lines(torch.stack(self._lines), self._ky, self._sign)
         self._lines.clear()
         self._ky.clear()
         self._sign.clear()
+
+    def add_lines(self, lines: torch.Tensor, ky: list[int],
+                  sign: list[float] | None = None) -> None:
+        """Fold ``(n, coils, kx)`` complex64 lines at model lines ``ky`` in one product."""
+        h, c, ny, nx = self._sum.shape
+        n = int(lines.shape[0])
+        if n == 0:
+            return
+        t = torch.matmul(lines.reshape(n * c, -1), self.wx_t).reshape(h, n, c * nx)  # tokens
+        w = self.wy[:, :, ky]  # (h, ny, n)
+        if sign is not None and any(s != 1.0 for s in sign):
+            w = w * torch.tensor(sign, dtype=torch.float32, device=self.wy.device)
+        self._sum.add_(torch.bmm(w, t).reshape(h, ny, c, nx).transpose(1, 2))
 
     @property
     def sum(self) -> torch.Tensor:

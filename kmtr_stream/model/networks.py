@@ -99,10 +99,11 @@ class KMTRModel(SliceModel):
         # not exported, so every warm start gets a new one: zero weights, so that a random
         # probe's error (4.2 against 0.5 once fitted) does not push a trained frontend while
         # the probe is learning; the probe's own gradient is not zero.
-        self.probe = nn.Conv2d(self.frontend.out_channels, 1, 1) if with_image_branch else None
-        if self.probe is not None:
-            nn.init.zeros_(self.probe.weight)
-            nn.init.zeros_(self.probe.bias)
+        self.probe: nn.Conv2d | None = None
+        if with_image_branch:
+            self.probe = nn.Conv2d(self.frontend.out_channels, 1, 1)
+            for p in self.probe.parameters():
+                nn.init.zeros_(p)
 
     def forward(
         self, kspace: torch.Tensor, mask: torch.Tensor

@@ -261,3 +261,24 @@ def test_batcher_reports_the_failure_to_every_caller_of_the_batch() -> None:
     with pytest.raises(ValueError, match="bad batch"):
         b.run_many([1, 2])
     assert not b._busy
+
+
+@pytest.mark.parametrize("ordering", ["linear", "centre-out"])
+def test_lines_are_folded_in_on_the_virtual_coils(ordering: str) -> None:
+    """With 16 receiver coils the running mix holds the 4 virtual coils: lines that come
+    before the calibration region wait in the buffer and are folded in once its matrix
+    is known, so the mix is built once per slice during the scan and the results are
+    still the batch chain's."""
+    cfg = SimConfig(n_slices=2, n_phases=2, accel=4, n_coils=16, ordering=ordering)
+    xml, acqs = _scan(cfg)
+    gadgets = _analysis("kmtr_streaming.toml", xml)
+    gadget = next(g for g in gadgets if g.type_name == "kmtr_streaming")
+    last = next(i for i, a in enumerate(acqs) if a.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE))
+    partial = run_gadgets(gadgets, acqs[:last], flush=False, raise_errors=True)
+    assert not [m for m in partial if isinstance(m, SliceResult)]
+    (acc,) = gadget.open.values()
+    assert acc.mix is not None and acc.mix.sum.shape[1] == 4  # (transforms, virtual, y, x)
+    assert acc.rebuilt == 1
+    stream = _results(gadgets, acqs[last:])
+    assert gadget.streamed == 4 and gadget.early_terms == 4
+    _compare(_run("kmtr.toml", xml, acqs), stream)
