@@ -42,6 +42,11 @@ class ModelConfig:
         norm_groups: GroupNorm groups of every trunk level. A trunk widened by a
             factor keeps its group size with this many times the groups, which is what
             lets ``model.widen`` carry narrower weights over unchanged.
+        padding: how the trunk's 3x3 convolutions see past the grid's edge, "zeros" or
+            "circular". A Fourier-encoded image is periodic (an equispaced acquisition's
+            aliases wrap around the field of view), and with circular padding a circular
+            shift of the input by a multiple of the trunk's downsampling (4 px for three
+            levels) shifts the logits exactly and leaves the latent unchanged.
     """
 
     n_coils: int = 4
@@ -65,6 +70,7 @@ class ModelConfig:
     coil_magnitude: bool = False
     context_dilations: tuple[int, ...] = ()
     norm_groups: int = 4
+    padding: str = "zeros"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (tuples become lists)."""
@@ -92,6 +98,8 @@ class ModelConfig:
             raise ConfigError(
                 f"frontend_init must be 'random' or 'fourier', got {cfg.frontend_init!r}"
             )
+        if cfg.padding not in ("zeros", "circular"):
+            raise ConfigError(f"padding must be 'zeros' or 'circular', got {cfg.padding!r}")
         if cfg.norm_groups < 1:
             raise ConfigError(f"norm_groups must be >= 1, got {cfg.norm_groups}")
         if any(d < 1 for d in cfg.context_dilations):

@@ -60,6 +60,7 @@ class ImageModel(SliceModel):
             activation=cfg.activation,
             context_dilations=cfg.context_dilations,
             norm_groups=cfg.norm_groups,
+            padding=cfg.padding,
         )
         self.subject_head = SubjectHead(cfg)
 
@@ -92,6 +93,7 @@ class KMTRModel(SliceModel):
             activation=cfg.activation,
             context_dilations=cfg.context_dilations,
             norm_groups=cfg.norm_groups,
+            padding=cfg.padding,
         )
         self.subject_head = SubjectHead(cfg)
         self.image_branch = ImageModel(cfg) if with_image_branch else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -33,6 +35,18 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
 
 _onednn_conv = torch.ops.aten.mkldnn_convolution
 
+#: Padding modes of the trunk's 3x3 convolutions (``ModelConfig.padding``).
+Padding = Literal["zeros", "circular"]
+
+
+def padding_mode(name: str) -> Padding:
+    """``name`` as a trunk padding mode (ValueError for any other)."""
+    if name == "zeros":
+        return "zeros"
+    if name == "circular":
+        return "circular"
+    raise ValueError(f"padding must be 'zeros' or 'circular', got {name!r}")
+
 
 class DilatedConv2d(nn.Conv2d):
     """``nn.Conv2d`` whose inference on CPU goes through oneDNN.
@@ -44,22 +58,27 @@ class DilatedConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padding = self.padding
-        if (isinstance(padding, str) or self.padding_mode != "zeros" or x.device.type != "cpu"
+        if (isinstance(padding, str) or self.padding_mode not in ("zeros", "circular")
+                or x.device.type != "cpu"
                 or x.dtype != torch.float32 or torch.is_grad_enabled()
                 or not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled):
             return super().forward(x)
+        if self.padding_mode == "circular":  # wrap explicitly, then convolve unpadded
+            py, px = padding
+            x, padding = F.pad(x, (px, px, py, py), mode="circular"), (0, 0)
         return _onednn_conv(
             x.contiguous(), self.weight, self.bias, list(padding), list(self.stride),
             list(self.dilation), self.groups,
         )
 
 
-def _block(cin: int, cout: int, activation: str = "relu", groups: int = 4) -> nn.Sequential:
+def _block(cin: int, cout: int, activation: str = "relu", groups: int = 4,
+           padding: Padding = "zeros") -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.Conv2d(cin, cout, 3, padding=1, padding_mode=padding),
         _norm(cout, groups),
         _act(activation),
-        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.Conv2d(cout, cout, 3, padding=1, padding_mode=padding),
         _norm(cout, groups),
         _act(activation),
     )
@@ -78,13 +97,14 @@ class ContextBlock(nn.Module):
     """
 
     def __init__(
-        self, channels: int, dilations: tuple[int, ...], activation: str, groups: int = 4
+        self, channels: int, dilations: tuple[int, ...], activation: str, groups: int = 4,
+        padding: Padding = "zeros",
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for d in dilations:
             layers += [
-                DilatedConv2d(channels, channels, 3, padding=d, dilation=d),
+                DilatedConv2d(channels, channels, 3, padding=d, dilation=d, padding_mode=padding),
                 _norm(channels, groups),
                 _act(activation),
             ]
@@ -103,7 +123,8 @@ class UNetTrunk(nn.Module):
     ``context_dilations`` adds a :class:`ContextBlock` after the coarsest level
     (its output feeds both the decoder and the latent). ``norm_groups`` is the
     GroupNorm group count of every level (a level whose channels it does not divide
-    uses one group).
+    uses one group). ``padding`` is the 3x3 convolutions' padding mode ("zeros" or
+    "circular", see ``ModelConfig.padding``).
     """
 
     def __init__(
@@ -116,21 +137,23 @@ class UNetTrunk(nn.Module):
         activation: str = "relu",
         context_dilations: tuple[int, ...] = (),
         norm_groups: int = 4,
+        padding: str = "zeros",
     ) -> None:
         super().__init__()
+        mode = padding_mode(padding)
         self.down = nn.ModuleList()
         cin = in_channels
         for c in channels:
-            self.down.append(_block(cin, c, activation, norm_groups))
+            self.down.append(_block(cin, c, activation, norm_groups, mode))
             cin = c
         self.context = (
-            ContextBlock(channels[-1], context_dilations, activation, norm_groups)
+            ContextBlock(channels[-1], context_dilations, activation, norm_groups, mode)
             if context_dilations else None
         )
         self.up = nn.ModuleList()
         if with_decoder:
             for c_skip, c_low in zip(reversed(channels[:-1]), reversed(channels[1:]), strict=True):
-                self.up.append(_block(c_low + c_skip, c_skip, activation, norm_groups))
+                self.up.append(_block(c_low + c_skip, c_skip, activation, norm_groups, mode))
         self.seg = nn.Conv2d(channels[0], n_classes, 1) if with_decoder else None
         self.latent = nn.Sequential(
             nn.Linear(channels[-1] * 2, latent_dim), nn.LayerNorm(latent_dim)

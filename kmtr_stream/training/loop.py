@@ -42,7 +42,8 @@ def warm_start(model: SliceModel, st: TrainSettings) -> tuple[np.ndarray, np.nda
     allowed, both of which start as the weights' own function: a trunk grown by a
     context block (``context_dilations`` set here, empty in the weights), and a
     trunk widened by an integer factor (``channels`` and ``norm_groups``, see
-    ``model.widen``).
+    ``model.widen``). A change of the trunk's ``padding`` is allowed too: the weights are
+    the same, and only what the convolutions see past the grid's edge changes.
     """
     from kmtr_stream.errors import ConfigError
     from kmtr_stream.model.io import TRAINING_ONLY, read_weights
@@ -70,6 +71,7 @@ def warm_start(model: SliceModel, st: TrainSettings) -> tuple[np.ndarray, np.nda
             widen_factor(src.net.cfg, target.cfg)  # ConfigError unless a true widening
             differ.pop("channels", None)
             differ.pop("norm_groups", None)
+        differ.pop("padding", None)  # same weights; only the grid's edge is seen otherwise
         if src.kind != target.kind or differ:
             raise ConfigError(
                 f"[train] warm start from {name!r}: its {src.kind} model is not this run's "

@@ -332,6 +332,23 @@ def test_warm_start_widens_the_trunk_keeping_its_function(
                 resume=False)
 
 
+def test_warm_start_may_switch_the_trunk_to_circular_padding(
+    tiny: TrainConfig, tmp_path: Path
+) -> None:
+    """Same weights, other padding: every trained tensor is loaded as it was."""
+    _export_random(tiny, tmp_path / "src" / "model", seed=5)
+    circ = replace(tiny, model=replace(tiny.model, padding="circular"))
+    cfg = _with(circ, tmp_path / "run", init_weights=str(tmp_path / "src" / "model"),
+                image_init_weights=str(tmp_path / "src" / "image"))
+    model = Trainer(cfg, resume=False).model.eval()
+    from kmtr_stream.model.io import read_weights
+
+    src = read_weights(str(tmp_path / "src" / "model")).net
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0)
+    assert model.cfg.padding == "circular" and src.cfg.padding == "zeros"
+
+
 def test_warm_start_from_another_architecture_is_refused(tiny: TrainConfig, tmp_path: Path) -> None:
     from kmtr_stream.errors import ConfigError
 

@@ -60,3 +60,28 @@ def test_context_dilations_round_trip_and_are_checked() -> None:
     assert ModelConfig.from_dict(legacy).context_dilations == ()  # weights saved before it
     with pytest.raises(ConfigError, match="context_dilations"):
         ModelConfig.from_dict({**cfg.to_dict(), "context_dilations": [0]})
+
+
+def test_circular_padding_makes_the_trunk_shift_equivariant() -> None:
+    """With circular padding a circular shift by a multiple of the downsampling (4 px for
+    three levels) shifts the logits exactly and leaves the latent as it was; with zero
+    padding the grid's edge breaks both."""
+    x = torch.randn(2, 2, 32, 32)
+    shifted = torch.roll(x, shifts=(8, -12), dims=(2, 3))
+    for padding, equal in (("circular", True), ("zeros", False)):
+        torch.manual_seed(0)
+        trunk = UNetTrunk(2, CH, 8, 4, activation="gelu", context_dilations=(2, 4),
+                          padding=padding).eval()
+        with torch.inference_mode():
+            seg, lat = trunk(x)
+            seg_s, lat_s = trunk(shifted)
+        rolled = torch.roll(seg, shifts=(8, -12), dims=(2, 3))
+        assert torch.allclose(seg_s, rolled, atol=1e-5) is equal, padding
+        assert torch.allclose(lat_s, lat, atol=1e-5) is equal, padding
+
+
+def test_padding_is_checked_and_round_trips() -> None:
+    with pytest.raises(ConfigError, match="padding must be"):
+        ModelConfig.from_dict({"padding": "reflect"})
+    cfg = ModelConfig.from_dict({"padding": "circular"})
+    assert ModelConfig.from_dict(cfg.to_dict()).padding == "circular"

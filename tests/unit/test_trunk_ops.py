@@ -33,10 +33,11 @@ def test_upsample2x_matches_nearest_interpolation_and_its_gradient() -> None:
     torch.testing.assert_close(g_got, g_ref)
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
 @pytest.mark.parametrize("dilation", [1, 2, 8])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_dilated_conv_matches_conv2d_in_inference_and_training(
-    dilation: int, batch: int, monkeypatch: pytest.MonkeyPatch
+    dilation: int, batch: int, padding_mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not torch.backends.mkldnn.is_available():
         pytest.skip("this torch build has no oneDNN (mkldnn)")
@@ -44,8 +45,8 @@ def test_dilated_conv_matches_conv2d_in_inference_and_training(
     real = trunk_module._onednn_conv
     monkeypatch.setattr(trunk_module, "_onednn_conv", lambda *a: calls.append(1) or real(*a))
     torch.manual_seed(dilation)
-    ref = nn.Conv2d(6, 5, 3, padding=dilation, dilation=dilation)
-    fast = DilatedConv2d(6, 5, 3, padding=dilation, dilation=dilation)
+    ref = nn.Conv2d(6, 5, 3, padding=dilation, dilation=dilation, padding_mode=padding_mode)
+    fast = DilatedConv2d(6, 5, 3, padding=dilation, dilation=dilation, padding_mode=padding_mode)
     fast.load_state_dict(ref.state_dict())  # same parameters, same state dict
     x = torch.randn(batch, 6, 16, 16)
     with torch.inference_mode():
