@@ -7,6 +7,9 @@ from typing import Any
 
 from kmtr_stream.errors import ConfigError
 
+#: Padding modes of the trunk's 3x3 convolutions (``ModelConfig.padding``).
+PADDING_MODES = ("zeros", "circular")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -98,7 +101,7 @@ class ModelConfig:
             raise ConfigError(
                 f"frontend_init must be 'random' or 'fourier', got {cfg.frontend_init!r}"
             )
-        if cfg.padding not in ("zeros", "circular"):
+        if cfg.padding not in PADDING_MODES:
             raise ConfigError(f"padding must be 'zeros' or 'circular', got {cfg.padding!r}")
         if cfg.norm_groups < 1:
             raise ConfigError(f"norm_groups must be >= 1, got {cfg.norm_groups}")

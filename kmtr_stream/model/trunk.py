@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from kmtr_stream.model.config import PADDING_MODES
 
 
 def _act(name: str) -> nn.Module:
@@ -35,17 +37,15 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
 
 _onednn_conv = torch.ops.aten.mkldnn_convolution
 
-#: Padding modes of the trunk's 3x3 convolutions (``ModelConfig.padding``).
+#: A padding mode of the trunk's 3x3 convolutions, one of ``PADDING_MODES``.
 Padding = Literal["zeros", "circular"]
 
 
 def padding_mode(name: str) -> Padding:
     """``name`` as a trunk padding mode (ValueError for any other)."""
-    if name == "zeros":
-        return "zeros"
-    if name == "circular":
-        return "circular"
-    raise ValueError(f"padding must be 'zeros' or 'circular', got {name!r}")
+    if name not in PADDING_MODES:
+        raise ValueError(f"padding must be one of {PADDING_MODES}, got {name!r}")
+    return cast(Padding, name)
 
 
 class DilatedConv2d(nn.Conv2d):
