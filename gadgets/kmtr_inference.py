@@ -14,8 +14,31 @@ from kmtr_stream.label_images import label_image, slice_result
 from kmtr_stream.messages import SliceKSpace
 
 
+class LabelOutputs:
+    """What an analysing gadget yields per slice: its label image, then its ``SliceResult``.
+
+    Needs ``params.image_series_index`` and ``method``; numbers its images from 0.
+    """
+
+    params: Any
+    #: ``KMTR_Method`` of its label images.
+    method = "k-MTR"
+    count = 0
+
+    def outputs(
+        self, msg: SliceKSpace, labels: Any, latent: Any, timings: dict[str, float]
+    ) -> list[Any]:
+        """The label image and ``SliceResult`` of one analysed slice (in that order)."""
+        result = slice_result(msg, labels, latent, timings)
+        image = label_image(msg, labels, image_index=self.count,
+                            series=int(self.params.image_series_index),
+                            timings_ms=result.timings_ms, method=self.method)
+        self.count += 1
+        return [image, result]
+
+
 @register("kmtr_inference")
-class KmtrInferenceGadget(Gadget):
+class KmtrInferenceGadget(LabelOutputs, Gadget):
     """Runs the k-MTR encoder and segmentation head on each ``SliceKSpace``.
 
     Yields an ``ismrmrd.Image`` of int16 ACDC labels with the geometry of
@@ -34,8 +57,6 @@ class KmtrInferenceGadget(Gadget):
     handles: ClassVar[tuple[type, ...]] = (SliceKSpace,)
     #: model kind this gadget accepts.
     expected_kind = "kmtr"
-    #: ``KMTR_Method`` of its label images.
-    method = "k-MTR"
 
     def __init__(self, gadget_id: str, params: Any, context: ChainContext) -> None:
         super().__init__(gadget_id, params, context)
@@ -52,7 +73,6 @@ class KmtrInferenceGadget(Gadget):
                 f"gadget {gadget_id!r}: model {params.model!r} is a {self.model.kind!r} model, "
                 f"{self.type_name} needs {self.expected_kind!r}"
             )
-        self.count = 0
 
     def process(self, message: Any) -> Iterable[Any]:
         from kmtr_stream.model.inference import infer_slice
@@ -65,14 +85,3 @@ class KmtrInferenceGadget(Gadget):
             raise GadgetError(self.id, None, f"slice {msg.slice} phase {msg.phase}: {exc}") from exc
         timings = {"network": net_ms, "gadget": (time.perf_counter_ns() - t0) / 1e6}
         yield from self.outputs(msg, labels, latent, timings)
-
-    def outputs(
-        self, msg: SliceKSpace, labels: Any, latent: Any, timings: dict[str, float]
-    ) -> list[Any]:
-        """The label image and ``SliceResult`` of one analysed slice (in that order)."""
-        result = slice_result(msg, labels, latent, timings)
-        image = label_image(msg, labels, image_index=self.count,
-                            series=int(self.params.image_series_index),
-                            timings_ms=result.timings_ms, method=self.method)
-        self.count += 1
-        return [image, result]

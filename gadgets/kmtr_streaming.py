@@ -10,6 +10,11 @@ frontend's non-linear end and the trunk are left; slices that are ready
 together, in this stream or in other connected streams sharing the model, run
 as one batch. Its outputs are those of ``kmtr_inference`` on the same lines.
 
+With ``hand_off = true`` it stops at the network's input and yields a
+``PreparedSlice`` per finished slice for a later ``kmtr_network`` gadget, which
+runs the network in a thread of its own (``new_thread = true``) while this one
+folds in the next slice's lines.
+
 Protocols whose phase-encode field of view differs from the model's (ky lines
 interpolated, not mapped line for line) take the batch path of
 ``slice_buffer`` -> ``model_grid`` -> ``kmtr_inference`` inside the gadget, with
@@ -40,7 +45,14 @@ from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import BufferEvictedError, GadgetError, KmtrError
 from kmtr_stream.kspace.buffer import BufferKey, is_non_imaging
 from kmtr_stream.kspace.triggers import MODES, calibration_region
-from kmtr_stream.messages import DataFault, ErrorReport, SliceKSpace, SliceRefused, XmlHeader
+from kmtr_stream.messages import (
+    DataFault,
+    ErrorReport,
+    PreparedSlice,
+    SliceKSpace,
+    SliceRefused,
+    XmlHeader,
+)
 from kmtr_stream.model.batching import CombiningBatcher, shared_batcher
 from kmtr_stream.model.networks import KMTRModel
 from kmtr_stream.model.streaming import (
@@ -101,6 +113,11 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             32, min=1, max=1024,
             doc="most slices in one forward pass (shared by every stream on the model)",
         )
+        hand_off: bool = param(
+            False,
+            doc="leave the network to a later kmtr_network gadget (give it new_thread = true "
+            "so that the network runs while the next slice's lines are folded in)",
+        )
 
     handles: ClassVar[tuple[type, ...]] = (ismrmrd.Acquisition, XmlHeader, DataFault)
 
@@ -131,6 +148,13 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
         self.batch_path = 0
         #: Streamed slices whose calibration terms were ready before their last line.
         self.early_terms = 0
+
+    @classmethod
+    def check_placement(cls, params: Any, later: tuple[str, ...]) -> str | None:
+        if params.hand_off and "kmtr_network" not in later:
+            return ("hand_off = true needs a kmtr_network gadget after it "
+                    "(nothing else runs the network on its slices)")
+        return None
 
     def describe_state(self) -> str | None:
         path = "per-line (streaming)" if self.plan is not None else "batch (ky interpolated)"
@@ -202,6 +226,15 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             return
         streaming = [r for r in ready if r[1] is not None]
         results: list[Any] = []
+        if self.params.hand_off:
+            for msg, inputs, t0 in ready:
+                if inputs is None:
+                    yield from self._batch_path(msg, t0)
+                    continue
+                self.streamed += 1
+                self.early_terms += int(inputs.early_terms)
+                yield PreparedSlice(self._on_grid(msg, inputs.mask), inputs, self.batcher, t0)
+            return
         if streaming:
             try:
                 results = self.batcher.run_many([r[1] for r in streaming])  # type: ignore[misc]

@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and scanners (1, 4, 16)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch/OpenMP threads of every process")
+    parser.add_argument("--kmtr-config", default=str(CHAINS["kmtr"]),
+                        help="chain config served as the k-MTR chain")
+    parser.add_argument("--recon-config", default=str(CHAINS["recon_then_analyze"]),
+                        help="chain config served as the recon-then-analyze chain")
     parser.add_argument("--out", default="out/bench", help="folder of bench.json and bench.png")
 
 
@@ -85,14 +89,28 @@ def _round_robin(servers: dict[str, ChainServer], scans: list[Any], cfg: Any, ro
     return streams
 
 
+def chain_configs(args: argparse.Namespace) -> dict[str, Path]:
+    """The two chains' config files, in bench order."""
+    return {"kmtr": Path(args.kmtr_config), "recon_then_analyze": Path(args.recon_config)}
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the project when it lies inside it."""
+    root = CHAINS["kmtr"].parents[1]
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def bench(args: argparse.Namespace, cfg: Any, scans: list[Any]) -> dict[str, Any]:
     """One run of the protocol for ``cfg``; the report's ``chains`` part and its order."""
-    servers = {n: ChainServer.start(n, p, args.threads) for n, p in CHAINS.items()}
+    configs = chain_configs(args)
+    servers = {n: ChainServer.start(n, p, args.threads) for n, p in configs.items()}
     try:
         for srv in servers.values():  # warm-up stream per chain, not counted
             stream_all(srv.endpoint, scans[:1], cfg, False, 1)
-        chains: dict[str, Any] = {n: {"config": str(CHAINS[n].relative_to(CHAINS[n].parents[1]))}
-                                  for n in servers}
+        chains: dict[str, Any] = {n: {"config": _shown(configs[n])} for n in servers}
         if not args.no_paced:
             paced = _round_robin(servers, scans, cfg, args.rounds, True, args.scanners,
                                  args.duration_s)
@@ -106,7 +124,7 @@ def bench(args: argparse.Namespace, cfg: Any, scans: list[Any]) -> dict[str, Any
             for n, runs in unpaced.items():
                 chains[n]["unpaced"] = chain_summary(runs)
                 chains[n]["network_alone_slices_per_s"] = round(
-                    network_alone(CHAINS[n], scans[:2], cfg), 2)
+                    network_alone(configs[n], scans[:2], cfg), 2)
                 sps = chains[n]["unpaced"]["slices_per_s"] or 0.0
                 chains[n]["unpaced_share_of_network_alone"] = round(
                     sps / chains[n]["network_alone_slices_per_s"], 3)
@@ -196,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
                      "scanners": args.scanners, "duration_s": args.duration_s,
                      "slices": cfg.n_slices, "phases": cfg.n_phases, "tr_ms": cfg.tr_ms,
                      "matrix": cfg.nx, "coils": cfg.n_coils, "threads": args.threads},
-        "order": list(CHAINS),
+        "order": list(chain_configs(args)),
     }
     report["chains"] = bench(args, cfg, scans)
     if args.scaling:

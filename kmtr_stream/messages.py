@@ -225,6 +225,24 @@ class SliceKSpace:
         return int(to_numpy(self.mask).sum())
 
 
+@dataclass(frozen=True)
+class PreparedSlice:
+    """A finished slice whose network input is ready: ``kmtr_streaming`` (``hand_off``)
+    to ``kmtr_network``, which runs the network, usually in a thread of its own.
+
+    Attributes:
+        slice: the slice on the model grid (k-space dropped, model mask and voxel size).
+        inputs: its ``kmtr_stream.model.streaming.SliceInputs``.
+        network: the model's shared batcher that runs ``inputs`` (``CombiningBatcher``).
+        t0_ns: ``time.perf_counter_ns()`` when the trigger's work on it began.
+    """
+
+    slice: SliceKSpace
+    inputs: Any
+    network: Any
+    t0_ns: int
+
+
 @dataclass
 class SliceResult:
     """Per-slice/phase network outputs, emitted by an inference gadget.

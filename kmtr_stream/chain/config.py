@@ -213,7 +213,8 @@ def parse_chain_config(toml_text: str, source_name: str = "<config>") -> ChainSp
 
     Raises:
         ConfigError: invalid TOML, unknown table or key, unknown gadget type,
-            duplicate id, wrong type or out-of-range value.
+            duplicate id, wrong type or out-of-range value, or a gadget placed where
+            it cannot work (``Gadget.check_placement``).
     """
     try:
         doc = tomllib.loads(toml_text)
@@ -232,6 +233,11 @@ def parse_chain_config(toml_text: str, source_name: str = "<config>") -> ChainSp
         )
     seen: set[str] = set()
     gadgets = tuple(_parse_gadget(e, i, source_name, seen) for i, e in enumerate(entries))
+    for i, g in enumerate(gadgets):
+        later = tuple(x.type_name for x in gadgets[i + 1 :])
+        why = registry.lookup(g.type_name).check_placement(g.params, later)
+        if why:
+            raise ConfigError(f"{source_name}: gadget {g.id!r}: {why}")
     return ChainSpec(source=source_name, gadgets=gadgets, **chain)
 
 

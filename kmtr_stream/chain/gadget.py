@@ -159,6 +159,12 @@ class Gadget:
         self.params = params
         self.context = context
 
+    @classmethod
+    def check_placement(cls, params: Any, later: tuple[str, ...]) -> str | None:
+        """Why this gadget cannot work with ``params`` ahead of gadgets of the types
+        ``later`` (in chain order), or None. Checked when a chain config is parsed."""
+        return None
+
     def process(self, message: Any) -> Iterable[Any]:
         """Handle one message of a type in ``handles``; yield what goes downstream."""
         yield message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +13,14 @@ from kmtr_stream.bench.stats import dist, stream_figures, validate_report
 from kmtr_stream.cli import main
 from kmtr_stream.messages import Result
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench")
     rc = main(["bench", "--subjects", "1", "--rounds", "1", "--slices", "2", "--phases", "2",
+               "--recon-config", str(ROOT / "configs" / "recon_then_analyze.toml"),
                "--out", str(out)])
     assert rc == 0
     assert (out / "bench.png").stat().st_size > 0
@@ -26,6 +30,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_report_has_both_chains_side_by_side(report: dict[str, Any]) -> None:
     validate_report(report)
     assert report["order"] == ["kmtr", "recon_then_analyze"]
+    assert report["chains"]["kmtr"]["config"] == "configs/kmtr_streaming.toml"  # the default
+    assert report["chains"]["recon_then_analyze"]["config"] == "configs/recon_then_analyze.toml"
     for chain in report["chains"].values():
         assert chain["paced"]["post_last_line_ms"]["count"] == 4  # 2 slices x 2 phases
         assert chain["paced"]["subject_after_last_readout_ms"]["count"] == 1
