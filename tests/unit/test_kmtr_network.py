@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import ismrmrd
 import numpy as np
 import pytest
 
+from kmtr_stream.chain import registry
 from kmtr_stream.chain.config import parse_chain_config
-from kmtr_stream.chain.gadget import StreamHeader
+from kmtr_stream.chain.gadget import ChainContext, StreamHeader
 from kmtr_stream.chain.runtime import ChainRunner
-from kmtr_stream.errors import ConfigError
-from kmtr_stream.messages import Result
+from kmtr_stream.chain.stages import run_gadgets
+from kmtr_stream.errors import ConfigError, KmtrError
+from kmtr_stream.messages import ErrorReport, PreparedSlice, Result, SliceKSpace, SliceResult
 from simulator.config import SimConfig
 from simulator.dataset import subject_id_for
 from simulator.scan import simulate_scan
@@ -106,3 +109,42 @@ def test_hand_off_without_a_network_gadget_is_refused_when_the_config_is_read() 
     with pytest.raises(ConfigError, match="needs a kmtr_network gadget after it"):
         parse_chain_config(
             _NETWORK.replace("new_thread = true\n", "") + _HEAD + "hand_off = true\n", "t.toml")
+
+
+@dataclass
+class _Inputs:
+    slice: int
+    finalize_ms: float = 0.25
+
+
+class _Network:
+    """Stands in for the model's batcher: fails on the slices it is told to."""
+
+    def __init__(self, fail: set[int]) -> None:
+        self.fail = fail
+
+    def run(self, inputs: Any) -> tuple[np.ndarray, np.ndarray, float]:
+        if inputs.slice in self.fail:
+            raise KmtrError("non-finite logits")
+        return np.full((4, 4), inputs.slice, np.int16), np.zeros(8, np.float32), 1.5
+
+
+def test_a_failed_network_run_is_one_error_for_that_slice_and_the_next_slice_goes_on(
+    scan: tuple[str, list[ismrmrd.Acquisition]],
+) -> None:
+    xml, _ = scan
+    ctx = ChainContext.for_stream(StreamHeader.parse(xml))
+    cls = registry.lookup("kmtr_network")
+    gadget = cls("network", cls.Params(), ctx)
+    net = _Network(fail={1})
+    msgs = [PreparedSlice(SliceKSpace(None, np.ones(4, bool), s, 0, 0, 3, 1, "last_in_slice",
+                                      True, False, (3.0, 3.0, 8.0)), _Inputs(s), net, 0)
+            for s in range(3)]
+    out = run_gadgets([gadget], msgs)
+    kinds = [type(m).__name__ for m in out]
+    assert kinds == ["Image", "SliceResult", "ErrorReport", "Image", "SliceResult"]
+    err = out[2]
+    assert isinstance(err, ErrorReport) and err.gadget == "network" and err.message_index == 1
+    assert "slice 1 phase 0: network failed: non-finite logits" in err.message
+    res = [m for m in out if isinstance(m, SliceResult)]
+    assert [r.slice for r in res] == [0, 2] and res[1].timings_ms["finalize"] == 0.25
