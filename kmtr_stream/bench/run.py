@@ -185,7 +185,8 @@ def network_alone(config: str | Path, scans: list[Any], cfg: Any) -> float:
     from kmtr_stream.model.io import load_model
 
     spec = load_chain_config(config)
-    if spec.name == "kmtr_streaming":  # the streaming chain's network is the batch chain's network
+    if any(g.type_name == "kmtr_streaming" for g in spec.gadgets):
+        # a streaming chain's network is the batch chain's network
         spec = load_chain_config(ROOT / "configs" / "kmtr.toml")
     infer = spec.gadgets[-2]
     model = load_model(infer.params.model)

@@ -31,7 +31,9 @@ PAIRS = [(s, p) for s in range(CFG.n_slices) for p in range(CFG.n_phases)]
 TIMEOUT_S = 240.0
 
 
-@pytest.fixture(scope="module", params=["kmtr.toml", "kmtr_streaming.toml"])
+@pytest.fixture(
+    scope="module", params=["kmtr.toml", "kmtr_streaming.toml", "kmtr_streaming_pipelined.toml"]
+)
 def server(request: pytest.FixtureRequest) -> Iterator[ZmqServer]:
     spec = load_chain_config(ROOT / "configs" / request.param)
     lenient = dataclasses.replace(
