@@ -53,7 +53,7 @@ from kmtr_stream.messages import (
     SliceRefused,
     XmlHeader,
 )
-from kmtr_stream.model.batching import CombiningBatcher, shared_batcher
+from kmtr_stream.model.batching import CombiningBatcher, cpu_lanes, shared_batcher
 from kmtr_stream.model.networks import KMTRModel
 from kmtr_stream.model.streaming import (
     LinePlan,
@@ -113,6 +113,12 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             32, min=1, max=1024,
             doc="most slices in one forward pass (shared by every stream on the model)",
         )
+        network_lanes: int = param(
+            1, min=0, max=256,
+            doc="forward passes at once across the streams sharing the model; 0 = one on a "
+            "GPU, CPU cores over torch threads on a CPU (4 paced scanners, 2 cores: median "
+            "-22 %, p99 +35 % against 1)",
+        )
         hand_off: bool = param(
             False,
             doc="leave the network to a later kmtr_network gadget (give it new_thread = true "
@@ -141,8 +147,10 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             g = self.grid.plan
             self.plan = line_plan(g.kx, g.ky, g.n_ky, g.n_kx, net.frontend)
         self.open: dict[BufferKey, SliceAccumulator] = {}
+        # auto: a GPU batches best in one lane; a CPU runs one single-threaded pass per core
+        lanes = int(p.network_lanes) or (1 if self.model.device.type == "cuda" else cpu_lanes())
         self.batcher: CombiningBatcher[SliceInputs, Any] = shared_batcher(
-            self.model, lambda batch: run_network(net, batch), int(p.max_batch)
+            self.model, lambda batch: run_network(net, batch), int(p.max_batch), lanes
         )
         self.streamed = 0
         self.batch_path = 0

@@ -2,10 +2,13 @@
 
 Chains of several connected scanners run in their own threads and share one
 loaded model (``load_model`` is cached). ``CombiningBatcher.run`` lets the first
-caller that finds the network idle run every request pending at that moment as
-one batch, its own and those that came while the network was busy; the others
+caller that finds a free lane run every request pending at that moment as
+one batch, its own and those that came while the lanes were busy; the others
 wait for their results. A lone scanner therefore pays nothing (no hand-off, no
 waiting window), and slices that become ready together share one forward pass.
+On a CPU whose forward passes run one thread each, several lanes keep every core
+busy (one lane would leave all but one core idle under several scanners); on a
+GPU one lane batches best.
 """
 
 from __future__ import annotations
@@ -34,20 +37,26 @@ class CombiningBatcher(Generic[T, R]):
     Args:
         fn: maps a list of items to the list of their results (same order).
         max_batch: most items per call of ``fn``.
+        lanes: most calls of ``fn`` running at once (from different threads).
 
     Attributes:
         batches: calls of ``fn`` so far.
         items: items run so far.
     """
 
-    def __init__(self, fn: Callable[[list[T]], list[R]], max_batch: int = 32) -> None:
+    def __init__(
+        self, fn: Callable[[list[T]], list[R]], max_batch: int = 32, lanes: int = 1
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if lanes < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
         self.fn = fn
         self.max_batch = max_batch
+        self.lanes = lanes
         self._lock = threading.Lock()
         self._pending: list[_Request[T]] = []
-        self._busy = False
+        self._running = 0
         self.batches = 0
         self.items = 0
         self.largest = 0
@@ -61,8 +70,8 @@ class CombiningBatcher(Generic[T, R]):
         reqs = [_Request(x) for x in items]
         with self._lock:
             self._pending.extend(reqs)
-            lead = not self._busy
-            self._busy = True
+            lead = self._running < self.lanes
+            self._running += int(lead)
         if lead:
             self._serve()
         for r in reqs:
@@ -73,13 +82,13 @@ class CombiningBatcher(Generic[T, R]):
         return [r.result for r in reqs]
 
     def _serve(self) -> None:
-        """Run pending batches until none is left, then hand the network back."""
+        """Run pending batches until none is left, then give the lane back."""
         while True:
             with self._lock:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
                 if not batch:
-                    self._busy = False
+                    self._running -= 1
                     return
             try:
                 results = self.fn([r.item for r in batch])
@@ -102,11 +111,20 @@ _SHARED: dict[int, tuple[object, CombiningBatcher[Any, Any]]] = {}
 _SHARED_LOCK = threading.Lock()
 
 
+def cpu_lanes() -> int:
+    """Forward passes that fit the CPU at once: its cores over torch's threads per pass."""
+    import os
+
+    import torch
+
+    return max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
+
+
 def shared_batcher(owner: object, fn: Callable[[list[Any]], list[Any]],
-                   max_batch: int = 32) -> CombiningBatcher[Any, Any]:
+                   max_batch: int = 32, lanes: int = 1) -> CombiningBatcher[Any, Any]:
     """The one batcher of ``owner`` (e.g. a loaded model) in this process, made on first use."""
     with _SHARED_LOCK:
         entry = _SHARED.get(id(owner))
         if entry is None:
-            entry = _SHARED[id(owner)] = (owner, CombiningBatcher(fn, max_batch))
+            entry = _SHARED[id(owner)] = (owner, CombiningBatcher(fn, max_batch, lanes))
         return entry[1]

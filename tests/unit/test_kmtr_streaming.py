@@ -260,7 +260,46 @@ def test_batcher_reports_the_failure_to_every_caller_of_the_batch() -> None:
     b: CombiningBatcher[int, int] = CombiningBatcher(fn)
     with pytest.raises(ValueError, match="bad batch"):
         b.run_many([1, 2])
-    assert not b._busy
+    assert b._running == 0
+
+
+def test_two_lanes_run_two_batches_at_once_and_later_requests_still_batch() -> None:
+    """With two lanes a second caller runs while the first batch is held; a third and
+    fourth, arriving while both lanes are busy, share one batch afterwards."""
+    release = threading.Event()
+    calls: list[list[int]] = []
+    lock = threading.Lock()
+
+    def fn(items: list[int]) -> list[int]:
+        with lock:
+            calls.append(list(items))
+        if len(calls) <= 2:
+            release.wait(5)  # hold both lanes
+        return [x + 100 for x in items]
+
+    b: CombiningBatcher[int, int] = CombiningBatcher(fn, max_batch=8, lanes=2)
+    out: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        out[i] = b.run(i)
+
+    first = [threading.Thread(target=call, args=(i,)) for i in (0, 1)]
+    for t in first:
+        t.start()
+    while len(calls) < 2:  # both lanes busy at once
+        threading.Event().wait(0.001)
+    later = [threading.Thread(target=call, args=(i,)) for i in (2, 3)]
+    for t in later:
+        t.start()
+    while len(b._pending) < 2:
+        threading.Event().wait(0.001)
+    release.set()
+    for t in first + later:
+        t.join(5)
+    assert out == {0: 100, 1: 101, 2: 102, 3: 103}
+    assert sorted(len(c) for c in calls) == [1, 1, 2] and b.largest == 2 and b._running == 0
+    with pytest.raises(ValueError, match="lanes"):
+        CombiningBatcher(fn, lanes=0)
 
 
 @pytest.mark.parametrize("ordering", ["linear", "centre-out"])
