@@ -14,6 +14,15 @@ from kmtr_stream.label_images import label_image, slice_result
 from kmtr_stream.messages import SliceKSpace
 
 
+def streamed_timings(inputs: Any, net_ms: float, batch: int, t0_ns: int) -> dict[str, float]:
+    """Timings of a slice analysed from a running ky-mix (``SliceInputs``): its network and
+    finalize milliseconds, the slices submitted with it, and trigger-to-now as "gadget"."""
+    return {
+        "network": net_ms, "finalize": inputs.finalize_ms, "batch": float(batch),
+        "gadget": (time.perf_counter_ns() - t0_ns) / 1e6,
+    }
+
+
 class LabelOutputs:
     """What an analysing gadget yields per slice: its label image, then its ``SliceResult``.
 

@@ -11,12 +11,11 @@ the lines of slice n + 1 are received, prewhitened and encoded on the other core
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from gadgets.kmtr_inference import LabelOutputs
+from gadgets.kmtr_inference import LabelOutputs, streamed_timings
 from kmtr_stream.chain.gadget import Gadget, param
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import GadgetError, KmtrError
@@ -49,8 +48,5 @@ class KmtrNetworkGadget(LabelOutputs, Gadget):
             raise GadgetError(
                 self.id, None, f"slice {s.slice} phase {s.phase}: network failed: {exc}"
             ) from exc
-        timings = {
-            "network": net_ms, "finalize": msg.inputs.finalize_ms, "batch": 1.0,
-            "gadget": (time.perf_counter_ns() - msg.t0_ns) / 1e6,
-        }
-        yield from self.outputs(s, labels, latent, timings)
+        yield from self.outputs(
+            s, labels, latent, streamed_timings(msg.inputs, net_ms, 1, msg.t0_ns))

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import ismrmrd
 import numpy as np
 
-from gadgets.kmtr_inference import KmtrInferenceGadget
+from gadgets.kmtr_inference import KmtrInferenceGadget, streamed_timings
 from gadgets.model_grid import ModelGridGadget
 from gadgets.slice_buffer import SliceBufferGadget, condition_buffer
 from kmtr_stream.backend import to_numpy
@@ -53,7 +53,7 @@ from kmtr_stream.messages import (
     SliceRefused,
     XmlHeader,
 )
-from kmtr_stream.model.batching import CombiningBatcher, cpu_lanes, shared_batcher
+from kmtr_stream.model.batching import CombiningBatcher, auto_lanes, shared_batcher
 from kmtr_stream.model.networks import KMTRModel
 from kmtr_stream.model.streaming import (
     LinePlan,
@@ -147,8 +147,7 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             g = self.grid.plan
             self.plan = line_plan(g.kx, g.ky, g.n_ky, g.n_kx, net.frontend)
         self.open: dict[BufferKey, SliceAccumulator] = {}
-        # auto: a GPU batches best in one lane; a CPU runs one single-threaded pass per core
-        lanes = int(p.network_lanes) or (1 if self.model.device.type == "cuda" else cpu_lanes())
+        lanes = int(p.network_lanes) or auto_lanes(self.model.device)
         self.batcher: CombiningBatcher[SliceInputs, Any] = shared_batcher(
             self.model, lambda batch: run_network(net, batch), int(p.max_batch), lanes
         )
@@ -232,20 +231,12 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
         yield from passed
         if not ready:
             return
-        streaming = [r for r in ready if r[1] is not None]
+        hand_off = bool(self.params.hand_off)
+        streaming = [r[1] for r in ready if r[1] is not None]
         results: list[Any] = []
-        if self.params.hand_off:
-            for msg, inputs, t0 in ready:
-                if inputs is None:
-                    yield from self._batch_path(msg, t0)
-                    continue
-                self.streamed += 1
-                self.early_terms += int(inputs.early_terms)
-                yield PreparedSlice(self._on_grid(msg, inputs.mask), inputs, self.batcher, t0)
-            return
-        if streaming:
+        if streaming and not hand_off:
             try:
-                results = self.batcher.run_many([r[1] for r in streaming])  # type: ignore[misc]
+                results = self.batcher.run_many(streaming)
             except KmtrError as exc:
                 raise GadgetError(self.id, None, f"network failed: {exc}") from exc
         it = iter(results)
@@ -253,14 +244,15 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             if inputs is None:
                 yield from self._batch_path(msg, t0)
                 continue
-            labels, latent, net_ms = next(it)
-            timings = {
-                "network": net_ms, "finalize": inputs.finalize_ms,
-                "batch": float(len(streaming)), "gadget": (time.perf_counter_ns() - t0) / 1e6,
-            }
             self.streamed += 1
             self.early_terms += int(inputs.early_terms)
-            yield from self.outputs(self._on_grid(msg, inputs.mask), labels, latent, timings)
+            on_grid = self._on_grid(msg, inputs.mask)
+            if hand_off:  # kmtr_network runs it
+                yield PreparedSlice(on_grid, inputs, self.batcher, t0)
+                continue
+            labels, latent, net_ms = next(it)
+            timings = streamed_timings(inputs, net_ms, len(streaming), t0)
+            yield from self.outputs(on_grid, labels, latent, timings)
 
     def _prepare(self, msg: SliceKSpace) -> tuple[SliceKSpace, SliceInputs | None, int]:
         t0 = time.perf_counter_ns()

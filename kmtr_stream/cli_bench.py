@@ -20,6 +20,7 @@ from typing import Any
 
 from kmtr_stream.bench.run import (
     CHAINS,
+    ROOT,
     ChainServer,
     network_alone,
     scaled,
@@ -96,9 +97,8 @@ def chain_configs(args: argparse.Namespace) -> dict[str, Path]:
 
 def _shown(path: Path) -> str:
     """``path`` relative to the project when it lies inside it."""
-    root = CHAINS["kmtr"].parents[1]
     try:
-        return str(path.resolve().relative_to(root))
+        return str(path.resolve().relative_to(ROOT))
     except ValueError:
         return str(path)
 

@@ -13,9 +13,12 @@ GPU one lane batches best.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
+
+import torch
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -111,12 +114,11 @@ _SHARED: dict[int, tuple[object, CombiningBatcher[Any, Any]]] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def cpu_lanes() -> int:
-    """Forward passes that fit the CPU at once: its cores over torch's threads per pass."""
-    import os
-
-    import torch
-
+def auto_lanes(device: torch.device) -> int:
+    """Lanes for a model on ``device``: one on a GPU (it batches best), and on a CPU as many
+    forward passes as fit at once, its cores over torch's threads per pass."""
+    if device.type == "cuda":
+        return 1
     return max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
 
 
