@@ -43,10 +43,10 @@ class KmtrNetworkGadget(LabelOutputs, Gadget):
         msg: PreparedSlice = message
         s = msg.slice
         try:
-            labels, latent, net_ms = msg.network.run(msg.inputs)
+            labels, latent, net_ms, batch = msg.network.run(msg.inputs)
         except KmtrError as exc:
             raise GadgetError(
                 self.id, None, f"slice {s.slice} phase {s.phase}: network failed: {exc}"
             ) from exc
         yield from self.outputs(
-            s, labels, latent, streamed_timings(msg.inputs, net_ms, 1, msg.t0_ns))
+            s, labels, latent, streamed_timings(msg.inputs, net_ms, batch, msg.t0_ns))

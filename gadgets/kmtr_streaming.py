@@ -71,8 +71,8 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
 
     Yields what ``kmtr_inference`` yields for each emitted slice (an int16 label
     image, then a ``SliceResult`` whose timings add "finalize": the compression
-    matrix and scales after the last line, and "batch": slices in its forward
-    pass), and passes the slice buffer's ErrorReports on.
+    matrix and scales after the last line, and "batch": slices in the forward
+    pass that ran it, other connections' included), and passes the slice buffer's ErrorReports on.
     """
 
     @dataclass(frozen=True)
@@ -250,8 +250,8 @@ class KmtrStreamingGadget(KmtrInferenceGadget):
             if hand_off:  # kmtr_network runs it
                 yield PreparedSlice(on_grid, inputs, self.batcher, t0)
                 continue
-            labels, latent, net_ms = next(it)
-            timings = streamed_timings(inputs, net_ms, len(streaming), t0)
+            labels, latent, net_ms, batch = next(it)
+            timings = streamed_timings(inputs, net_ms, batch, t0)
             yield from self.outputs(on_grid, labels, latent, timings)
 
     def _prepare(self, msg: SliceKSpace) -> tuple[SliceKSpace, SliceInputs | None, int]:

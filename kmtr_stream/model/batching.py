@@ -13,12 +13,15 @@ GPU one lane batches best.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import torch
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -112,6 +115,8 @@ class CombiningBatcher(Generic[T, R]):
 #: id(owner) -> (owner, its batcher); the owner is kept so that its id is never reused.
 _SHARED: dict[int, tuple[object, CombiningBatcher[Any, Any]]] = {}
 _SHARED_LOCK = threading.Lock()
+#: (id(owner), max_batch, lanes) already warned about, so a busy server logs each conflict once.
+_WARNED: set[tuple[int, int, int]] = set()
 
 
 def auto_lanes(device: torch.device) -> int:
@@ -124,9 +129,23 @@ def auto_lanes(device: torch.device) -> int:
 
 def shared_batcher(owner: object, fn: Callable[[list[Any]], list[Any]],
                    max_batch: int = 32, lanes: int = 1) -> CombiningBatcher[Any, Any]:
-    """The one batcher of ``owner`` (e.g. a loaded model) in this process, made on first use."""
+    """The one batcher of ``owner`` (e.g. a loaded model) in this process, made on first use.
+
+    Its first caller's ``max_batch`` and ``lanes`` hold for every later caller; a later
+    caller that asks for others is told so in the log (the batcher is shared, so one
+    connection cannot change it for the others).
+    """
     with _SHARED_LOCK:
         entry = _SHARED.get(id(owner))
         if entry is None:
             entry = _SHARED[id(owner)] = (owner, CombiningBatcher(fn, max_batch, lanes))
-        return entry[1]
+        batcher = entry[1]
+        asked = (id(owner), max_batch, lanes)
+        if (batcher.max_batch, batcher.lanes) != (max_batch, lanes) and asked not in _WARNED:
+            _WARNED.add(asked)
+            log.warning(
+                "shared batcher of %s already runs with max_batch=%d, lanes=%d; "
+                "this chain's max_batch=%d, lanes=%d are not used",
+                type(owner).__name__, batcher.max_batch, batcher.lanes, max_batch, lanes,
+            )
+        return batcher

@@ -285,12 +285,12 @@ def finish_slice(
 @torch.inference_mode()
 def run_network(
     net: KMTRModel, batch: list[SliceInputs]
-) -> list[tuple[np.ndarray, np.ndarray, float]]:
+) -> list[tuple[np.ndarray, np.ndarray, float, int]]:
     """The non-linear rest for slices that are ready together, as one batch.
 
     Returns:
-        Per slice: ``(ny, nx)`` int16 labels, ``(latent_dim,)`` float32 latent and the
-        batch's network milliseconds.
+        Per slice: ``(ny, nx)`` int16 labels, ``(latent_dim,)`` float32 latent, the
+        batch's network milliseconds and its size (slices in that forward pass).
     """
     t0 = time.perf_counter_ns()
     dev = batch[0].mixed.device
@@ -301,4 +301,4 @@ def run_network(
     labels = seg_labels(seg).to(torch.int16).cpu().numpy()
     latents = lat.float().cpu().numpy()
     ms = (time.perf_counter_ns() - t0) / 1e6
-    return [(labels[i], latents[i], ms) for i in range(len(batch))]
+    return [(labels[i], latents[i], ms, len(batch)) for i in range(len(batch))]

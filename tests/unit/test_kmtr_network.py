@@ -94,7 +94,7 @@ def test_hand_off_to_a_network_thread_gives_the_one_gadget_chains_outputs(
         assert [y[k] for k in ("slice", "phase", "lines_used", "areas_mm2")] == [
             x[k] for k in ("slice", "phase", "lines_used", "areas_mm2")]
         t = y["timings_ms"]
-        assert t["gadget"] >= t["network"] > 0 and t["finalize"] >= 0
+        assert t["gadget"] >= t["network"] > 0 and t["finalize"] >= 0 and t["batch"] >= 1
     (ref,) = [m.body for m in one if isinstance(m, Result) and m.kind == "subject"]
     (got,) = [m.body for m in two if isinstance(m, Result) and m.kind == "subject"]
     assert got["diagnosis"]["class"] == ref["diagnosis"]["class"]
@@ -123,10 +123,10 @@ class _Network:
     def __init__(self, fail: set[int]) -> None:
         self.fail = fail
 
-    def run(self, inputs: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    def run(self, inputs: Any) -> tuple[np.ndarray, np.ndarray, float, int]:
         if inputs.slice in self.fail:
             raise KmtrError("non-finite logits")
-        return np.full((4, 4), inputs.slice, np.int16), np.zeros(8, np.float32), 1.5
+        return np.full((4, 4), inputs.slice, np.int16), np.zeros(8, np.float32), 1.5, 2
 
 
 def test_a_failed_network_run_is_one_error_for_that_slice_and_the_next_slice_goes_on(
@@ -148,3 +148,4 @@ def test_a_failed_network_run_is_one_error_for_that_slice_and_the_next_slice_goe
     assert "slice 1 phase 0: network failed: non-finite logits" in err.message
     res = [m for m in out if isinstance(m, SliceResult)]
     assert [r.slice for r in res] == [0, 2] and res[1].timings_ms["finalize"] == 0.25
+    assert res[1].timings_ms["batch"] == 2  # the size of the pass the batcher ran

@@ -17,7 +17,7 @@ from kmtr_stream.chain.gadget import ChainContext, StreamHeader
 from kmtr_stream.chain.stages import run_gadgets
 from kmtr_stream.messages import SliceResult
 from kmtr_stream.model import KMTRModel, ModelConfig
-from kmtr_stream.model.batching import CombiningBatcher
+from kmtr_stream.model.batching import CombiningBatcher, shared_batcher
 from kmtr_stream.model.kspace_encoder import KyMixAccumulator
 from simulator.config import SimConfig
 from simulator.dataset import subject_id_for
@@ -183,10 +183,15 @@ def test_streaming_chain_equals_batch_chain(small: SimConfig) -> None:
     _compare(batch, stream)
 
 
-def _run_streaming(header: str, acqs: list[ismrmrd.Acquisition]) -> tuple[list[SliceResult], Any]:
-    """The streaming chain's results, and its kmtr_streaming gadget (for its counters)."""
+def _run_streaming(
+    header: str, acqs: list[ismrmrd.Acquisition]
+) -> tuple[list[SliceResult], Any, int]:
+    """The streaming chain's results, its kmtr_streaming gadget (for its counters) and the
+    forward passes its (shared) batcher ran for them."""
     gadgets = _analysis("kmtr_streaming.toml", header)
-    return _results(gadgets, acqs), next(g for g in gadgets if g.type_name == "kmtr_streaming")
+    gadget = next(g for g in gadgets if g.type_name == "kmtr_streaming")
+    before = gadget.batcher.batches
+    return _results(gadgets, acqs), gadget, gadget.batcher.batches - before
 
 
 @pytest.mark.parametrize("ordering", ["linear", "centre-out"])
@@ -195,9 +200,12 @@ def test_calibration_terms_are_ready_before_the_last_line(ordering: str) -> None
     result is the batch chain's: after the last line only the product and trunk remain."""
     cfg = SimConfig(n_slices=2, n_phases=2, accel=4, ordering=ordering)
     xml, acqs = _scan(cfg)
-    stream, gadget = _run_streaming(xml, acqs)
+    stream, gadget, passes = _run_streaming(xml, acqs)
     assert len(stream) == 4 and gadget.streamed == 4
     assert gadget.early_terms == 4
+    # "batch" is the size of the forward pass that ran the slice: n slices say n per pass
+    sizes = [int(r.timings_ms["batch"]) for r in stream]
+    assert sum(1 / n for n in sizes) == pytest.approx(passes)
     _compare(_run("kmtr.toml", xml, acqs), stream)
 
 
@@ -212,7 +220,7 @@ def test_a_line_back_in_the_calibration_region_recomputes_its_terms() -> None:
     again = ismrmrd.Acquisition(centre.getHead(), (centre.data * 3.0).astype(np.complex64))
     again.clear_all_flags()
     acqs.insert(last, again)
-    stream, gadget = _run_streaming(xml, acqs)
+    stream, gadget, _ = _run_streaming(xml, acqs)
     assert gadget.streamed == 4 and gadget.early_terms == 3
     _compare(_run("kmtr.toml", xml, acqs), stream)
 
@@ -300,6 +308,25 @@ def test_two_lanes_run_two_batches_at_once_and_later_requests_still_batch() -> N
     assert sorted(len(c) for c in calls) == [1, 1, 2] and b.largest == 2 and b._running == 0
     with pytest.raises(ValueError, match="lanes"):
         CombiningBatcher(fn, lanes=0)
+
+
+def test_shared_batcher_is_one_per_owner_and_says_when_a_chain_asks_for_other_settings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def fn(items: list[int]) -> list[int]:
+        return items
+
+    a, b = object(), object()
+    first = shared_batcher(a, fn, max_batch=8, lanes=1)
+    assert shared_batcher(a, fn, max_batch=8, lanes=1) is first and not caplog.records
+    assert shared_batcher(b, fn, max_batch=4, lanes=2) is not first
+    with caplog.at_level("WARNING", logger="kmtr_stream.model.batching"):
+        assert shared_batcher(a, fn, max_batch=8, lanes=2) is first
+        assert shared_batcher(a, fn, max_batch=8, lanes=2) is first  # logged once
+    (rec,) = caplog.records
+    assert "already runs with max_batch=8, lanes=1" in rec.getMessage()
+    assert "max_batch=8, lanes=2 are not used" in rec.getMessage()
+    assert (first.max_batch, first.lanes) == (8, 1)
 
 
 @pytest.mark.parametrize("ordering", ["linear", "centre-out"])
