@@ -235,7 +235,8 @@ def test_shipped_training_configs_load(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "stage",
-    ["", "_stage2", "_stage3", "_stage4", "_stage5", "_stage6", "_stage7", "_stage8", "_stage9"],
+    ["", "_stage2", "_stage3", "_stage4", "_stage5", "_stage6", "_stage7", "_stage8", "_stage9",
+     "_stage10"],
 )
 def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch(stage: str) -> None:
     """The recon baseline trains with k-MTR's data, budget, augmentation and trunk."""
