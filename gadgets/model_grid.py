@@ -25,12 +25,9 @@ from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import ConfigError, GadgetError, KmtrError
 from kmtr_stream.kspace.geometry import encoding_geometry
 from kmtr_stream.kspace.normalisation import calibration_slice, normalise_kspace
+from kmtr_stream.kspace.oversampling import MIN_PARTIAL_FOURIER_HALF
 from kmtr_stream.kspace.resample import AxisMap, axis_map, to_model_grid
 from kmtr_stream.messages import SliceKSpace, XmlHeader
-
-#: Smallest share of ky lines on the short side of DC that is still adapted (6/8 partial
-#: Fourier leaves 0.5 of the half; below that too much of k-space is missing).
-MIN_PARTIAL_FOURIER_HALF = 0.5
 
 
 @dataclass(frozen=True)

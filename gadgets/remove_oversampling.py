@@ -5,6 +5,12 @@ kx, a centre crop and a forward FFT (``kmtr_stream.kspace.oversampling``),
 applied as the equivalent exact ``(kx_in, kx_out)`` matrix;
 ``number_of_samples`` and ``center_sample`` are adjusted. No image is formed.
 Noise readouts and readouts already at recon size pass unchanged.
+
+A partial-echo (asymmetric) readout, shorter than the encoded matrix size x, is
+zero-filled to it first with its ``center_sample`` at DC (as Gadgetron's
+AsymmetricEchoAdjustROGadget does), in the same matrix; it leaves with
+``center_sample`` at the centre and without its trajectory (a Cartesian readout
+needs none). A full-length readout is taken as centred whatever its ``center_sample``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from kmtr_stream.errors import GadgetError
 from kmtr_stream.kspace.oversampling import (
     center_sample_after,
     crop_start,
+    partial_echo_offset,
     readout_crop_operator,
 )
 
@@ -44,6 +51,7 @@ class RemoveOversamplingGadget(Gadget):
         self.encoded_x = context.geometry.encoded_x
         self.recon_x = context.geometry.recon_x
         self._op: Any = None
+        self._key: tuple[int, int] | None = None
 
     def process(self, message: Any) -> Iterable[Any]:
         acq: ismrmrd.Acquisition = message
@@ -51,20 +59,33 @@ class RemoveOversamplingGadget(Gadget):
         if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) or n_in == self.recon_x:
             yield acq
             return
-        if n_in != self.encoded_x:
+        offset = 0
+        if n_in < self.encoded_x:  # partial echo: zero-filled to the encoded size
+            try:
+                offset = partial_echo_offset(n_in, int(acq.center_sample), self.encoded_x)
+            except ValueError as exc:
+                raise GadgetError(self.id, None, str(exc)) from exc
+        elif n_in != self.encoded_x:
             raise GadgetError(
                 self.id, None,
                 f"readout has {n_in} samples; header says encoded {self.encoded_x}, "
                 f"recon {self.recon_x}",
             )
         n_out = self.recon_x
-        if self._op is None or self._op.shape != (n_in, n_out):
-            self._op = readout_crop_operator(n_in, n_out, self.xp)
+        key = (n_in, offset)
+        if self._key != key:
+            self._op = readout_crop_operator(n_in, n_out, self.xp, offset, self.encoded_x)
+            self._key = key
         data = self.xp.asarray(acq.data) @ self._op
         head = copy_head(acq)
         head.number_of_samples = n_out
-        head.center_sample = center_sample_after(int(head.center_sample), n_in, n_out)
         traj = acq.traj
+        if n_in < self.encoded_x:
+            head.center_sample = n_out // 2
+            head.trajectory_dimensions = 0
+            traj = np.zeros((n_out, 0), np.float32)
+        else:
+            head.center_sample = center_sample_after(int(head.center_sample), n_in, n_out)
         if traj.shape[1] > 0:
             start = crop_start(n_in, n_out)
             traj = traj[start : start + n_out]

@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coils", type=int, default=8, help="receive coils")
     parser.add_argument("--phases", type=int, default=10, help="cardiac phases")
     parser.add_argument(
+        "--partial-echo", type=float, default=1.0,
+        help="share of each readout acquired (below 1: an asymmetric echo, e.g. 0.8)",
+    )
+    parser.add_argument(
         "--diagnosis",
         choices=CLASSES,
         default=None,
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             n_coils=args.coils,
             n_phases=args.phases,
             tr_ms=args.tr_ms,
+            partial_echo=args.partial_echo,
         )
         diagnosis = CLASSES.index(args.diagnosis) if args.diagnosis else None
         if args.stream is not None:

@@ -9,8 +9,9 @@ Causes, each reported to the client once per stream as one ERROR (code
 * ``duplicate_line``: the same line (slice, phase, repetition, ky, kz, average,
   contrast, set, segment) arrived twice.
 * ``header_mismatch``: the readout contradicts the header: its sample count is
-  neither the encoded nor the recon matrix size x, or its coil count is not the
-  header's ``receiverChannels`` (or, without one, the first readout's).
+  neither the encoded nor the recon matrix size x nor a partial echo that fits the
+  encoded one (``center_sample`` at most 6/8 off centre), or its coil count is not
+  the header's ``receiverChannels`` (or, without one, the first readout's).
 * ``noise_calibration_failed``: the noise scan gave no usable prewhitener (NaN or
   infinite samples, not positive definite, wrong coil count), so the stream is
   analysed without prewhitening: every result from then on carries the flag.
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from kmtr_stream.kspace.geometry import limit_count
+from kmtr_stream.kspace.oversampling import partial_echo_offset
 
 NON_FINITE = "non_finite_samples"
 COUNTER = "counter_out_of_range"
@@ -61,6 +63,7 @@ class ReadoutLimits:
         n_phases: cardiac phases.
         n_repetitions: repetitions.
         samples: readout sample counts that fit (encoded and recon matrix size x).
+        encoded_x: encoded matrix size x (a shorter partial-echo readout must fit it).
         coils: the header's ``receiverChannels``, or None when it has none.
     """
 
@@ -71,6 +74,7 @@ class ReadoutLimits:
     n_repetitions: int
     samples: tuple[int, ...]
     coils: int | None
+    encoded_x: int = 0
 
     @classmethod
     def from_header(cls, header: Any, geometry: Any) -> ReadoutLimits:
@@ -86,6 +90,7 @@ class ReadoutLimits:
             n_repetitions=int(geometry.n_repetitions),
             samples=tuple(sorted({int(geometry.encoded_x), int(geometry.recon_x)})),
             coils=int(coils) if coils else None,
+            encoded_x=int(geometry.encoded_x),
         )
 
 
@@ -98,7 +103,13 @@ def header_fault(head: Any, limits: ReadoutLimits, coils_seen: int | None) -> st
     samples = int(head.number_of_samples)
     if samples not in limits.samples:
         fits = " or ".join(str(n) for n in limits.samples)
-        return f"readout has {samples} samples; the header's matrix size x says {fits}"
+        if samples > limits.encoded_x:
+            return f"readout has {samples} samples; the header's matrix size x says {fits}"
+        try:  # a partial (asymmetric) echo: zero-filled to the encoded size downstream
+            partial_echo_offset(samples, int(head.center_sample), limits.encoded_x)
+        except ValueError as exc:
+            return (f"readout has {samples} samples; the header's matrix size x says {fits}, "
+                    f"and as a partial echo: {exc}")
     coils = int(head.active_channels)
     expected = limits.coils if limits.coils is not None else coils_seen
     if expected is not None and coils != expected:

@@ -14,6 +14,10 @@ Streaming order (what a reader sees):
    and ``IS_PARALLEL_CALIBRATION`` otherwise;
 3. the very last line also carries ``ACQ_LAST_IN_MEASUREMENT``.
 
+With ``SimConfig.partial_echo`` below 1 the imaging readouts are asymmetric echoes:
+their first ``echo_dropped`` samples are not acquired and ``center_sample`` (the
+echo) is that much below the centre; noise readouts stay full length.
+
 Time stamps are milliseconds: ``acquisition_time_stamp`` counts one TR per
 readout from the start of the scan, ``physiology_time_stamp[0]`` is the time
 after the R wave of the line's cardiac phase (retrospective cine binning).
@@ -65,10 +69,10 @@ def _header(cfg: SimConfig, uid: int, counter: int, n_channels: int) -> ismrmrd.
     h.measurement_uid = uid
     h.scan_counter = counter
     h.acquisition_time_stamp = round(counter * cfg.tr_ms)
-    h.number_of_samples = cfg.nx_os
+    h.number_of_samples = cfg.nx_os - cfg.echo_dropped
     h.available_channels = n_channels
     h.active_channels = n_channels
-    h.center_sample = cfg.nx_os // 2
+    h.center_sample = cfg.nx_os // 2 - cfg.echo_dropped
     h.discard_pre = 0
     h.discard_post = 0
     h.sample_time_us = cfg.dwell_time_us
@@ -90,6 +94,7 @@ def noise_acquisitions(
     """
     for i in range(noise.shape[0]):
         h = _header(cfg, uid, i, noise.shape[1])
+        h.number_of_samples, h.center_sample = noise.shape[2], noise.shape[2] // 2
         h.flags = flag_bit(F.ACQ_IS_NOISE_MEASUREMENT)
         yield ismrmrd.Acquisition(head=h, data=np.ascontiguousarray(noise[i], dtype=np.complex64))
 
@@ -143,5 +148,6 @@ def imaging_acquisitions(
                 h.idx.phase = p
                 h.physiology_time_stamp[0] = round(p * cfg.rr_interval_ms / cfg.n_phases)
                 h.position[:] = (0.0, 0.0, float(z[s]))
-                yield ismrmrd.Acquisition(head=h, data=np.ascontiguousarray(kspace[p, s, :, ky, :]))
+                line = kspace[p, s, :, ky, cfg.echo_dropped :]
+                yield ismrmrd.Acquisition(head=h, data=np.ascontiguousarray(line))
                 counter += 1

@@ -38,6 +38,10 @@ class SimConfig:
     n_phases: int = 10
     n_coils: int = 8
     readout_oversampling: int = 2
+    #: Share of the (oversampled) readout acquired. Below 1 the echo is asymmetric: the
+    #: earliest samples are not acquired and ``center_sample`` says where the echo is.
+    #: Only the ISMRMRD readouts change (simulated k-space and labels do not).
+    partial_echo: float = 1.0
     n_calib: int = 12
     accel: int = 4
     mask_kind: str = "equispaced"
@@ -104,6 +108,10 @@ class SimConfig:
                 "SimConfig.randomize must be one of ('none', 'train', 'shifted'), "
                 f"got {self.randomize!r}"
             )
+        if not 0.5 < self.partial_echo <= 1.0:
+            raise ConfigError(
+                f"SimConfig.partial_echo must be in (0.5, 1], got {self.partial_echo}"
+            )
         if self.snr <= 0:
             raise ConfigError(f"SimConfig.snr must be > 0, got {self.snr}")
 
@@ -121,6 +129,11 @@ class SimConfig:
     def nx_os(self) -> int:
         """Readout samples per line, oversampling included."""
         return self.nx * self.readout_oversampling
+
+    @property
+    def echo_dropped(self) -> int:
+        """Leading readout samples not acquired (partial echo)."""
+        return self.nx_os - round(self.partial_echo * self.nx_os)
 
     @property
     def voxel_size_mm(self) -> tuple[float, float, float]:

@@ -172,7 +172,8 @@ class CohortDataset(Dataset[dict[str, torch.Tensor]]):
         blob = json.dumps(
             {
                 "v": SIMULATOR_VERSION,
-                "cfg": asdict(self.config),
+                # partial_echo shapes only the ISMRMRD readouts, not these arrays
+                "cfg": {k: v for k, v in asdict(self.config).items() if k != "partial_echo"},
                 "seed": self.seed,
                 "split": self.split,
                 "vc": self.n_virtual_coils,

@@ -59,16 +59,52 @@ def center_sample_after(center_sample: int, n_in: int, n_out: int) -> int:
     return round(center_sample * n_out / n_in)
 
 
+#: Smallest share of one half of k-space that the short side of DC may keep (partial
+#: Fourier along ky, partial echo along kx): 6/8 partial Fourier keeps 0.5 of the half;
+#: below that too much of k-space is missing for the model.
+MIN_PARTIAL_FOURIER_HALF = 0.5
+
+
+def partial_echo_offset(n_samples: int, center_sample: int, n_full: int) -> int:
+    """Where a partial-echo readout sits on the full readout axis (DC at ``n_full // 2``).
+
+    An asymmetric echo acquires fewer than ``n_full`` samples, ``center_sample`` of
+    them before the echo; zero-filling the rest puts sample ``center_sample`` at DC.
+
+    Raises:
+        ValueError: naming ``center_sample`` when the readout does not fit the axis
+            that way, or keeps less than ``MIN_PARTIAL_FOURIER_HALF`` of the short half.
+    """
+    offset = n_full // 2 - center_sample
+    if not 0 <= offset <= n_full - n_samples:
+        raise ValueError(
+            f"center_sample = {center_sample} of a {n_samples}-sample readout does not put "
+            f"the echo inside the header's encoded matrix size x = {n_full}"
+        )
+    short = min(center_sample, n_samples - center_sample) / (n_full / 2)
+    if short < MIN_PARTIAL_FOURIER_HALF:
+        raise ValueError(
+            f"center_sample = {center_sample} of a {n_samples}-sample readout (encoded "
+            f"matrix size x = {n_full}): partial echo beyond 6/8 is not supported"
+        )
+    return offset
+
+
 @functools.lru_cache(maxsize=16)
-def _operator_host(n_in: int, n_out: int) -> np.ndarray:
-    eye = np.eye(n_in, dtype=np.complex128)
+def _operator_host(n_in: int, n_out: int, offset: int, n_full: int) -> np.ndarray:
+    eye = np.zeros((n_in, n_full), dtype=np.complex128)
+    eye[:, offset : offset + n_in] = np.eye(n_in)
     return np.ascontiguousarray(remove_readout_oversampling(eye, n_out).astype(np.complex64))
 
 
-def readout_crop_operator(n_in: int, n_out: int, xp: Any = np) -> Any:
+def readout_crop_operator(
+    n_in: int, n_out: int, xp: Any = np, offset: int = 0, n_full: int = 0
+) -> Any:
     """The crop as one ``(n_in, n_out)`` complex64 matrix: ``data @ op`` equals the FFT path.
 
-    The operation is linear, so its matrix is exact; one small matrix product per
-    readout is cheaper than the shift/FFT/crop/FFT sequence (one kernel on a GPU).
+    A partial-echo readout (``n_in < n_full``) is first zero-filled to ``n_full``
+    samples from ``offset`` on (``partial_echo_offset``), in the same matrix. The
+    operation is linear, so its matrix is exact; one small matrix product per readout
+    is cheaper than the shift/FFT/crop/FFT sequence (one kernel on a GPU).
     """
-    return xp.asarray(_operator_host(n_in, n_out))
+    return xp.asarray(_operator_host(n_in, n_out, offset, max(n_full, n_in)))

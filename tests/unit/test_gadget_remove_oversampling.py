@@ -43,5 +43,30 @@ def test_passes_noise_and_recon_size_and_rejects_other_sizes() -> None:
     small = acquisition(np.ones((3, 32)))
     out = run([g], [noise, small])
     assert out[0] is noise and out[1] is small
-    with pytest.raises(GadgetError, match="readout has 50 samples"):
-        list(g.process(acquisition(np.ones((3, 50)))))
+    with pytest.raises(GadgetError, match="readout has 70 samples"):
+        list(g.process(acquisition(np.ones((3, 70)))))
+    unset = acquisition(np.ones((3, 50)))
+    unset.center_sample = 0  # a shorter readout needs its echo position
+    with pytest.raises(GadgetError, match="center_sample = 0 of a 50-sample readout"):
+        list(g.process(unset))
+
+
+def test_partial_echo_readout_is_zero_filled_to_the_encoded_size_then_cropped() -> None:
+    """A 104-of-128-sample asymmetric echo gives the full readout's crop with the 24
+    unacquired early samples zero, its echo centred, and no trajectory."""
+    rng = np.random.default_rng(5)
+    ctx = context(header_xml(128, 64, 8))
+    g = make(RemoveOversamplingGadget, ctx)
+    full = rng.standard_normal((4, 256)).view(np.complex128).astype(np.complex64)
+    acq = acquisition(full[:, 24:], ky=5, flags=[ismrmrd.ACQ_LAST_IN_SLICE])
+    acq.center_sample = 64 - 24
+    sym = acquisition(np.where(np.arange(128) < 24, 0, full).astype(np.complex64), ky=5)
+    sym.center_sample = 64
+    got, ref = run([g], [acq, sym])
+    assert got.number_of_samples == 64 and got.center_sample == 32
+    assert got.trajectory_dimensions == 0 and got.idx.kspace_encode_step_1 == 5
+    assert got.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE)
+    np.testing.assert_allclose(got.data, ref.data, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got.data, remove_readout_oversampling(sym.data, 64), rtol=1e-4, atol=1e-4
+    )

@@ -8,6 +8,7 @@ import pytest
 from kmtr_stream.kspace.oversampling import (
     center_sample_after,
     crop_start,
+    partial_echo_offset,
     readout_crop_operator,
     remove_readout_oversampling,
 )
@@ -101,3 +102,34 @@ def test_operator_equals_fft_path(n_in: int, n_out: int) -> None:
     op = readout_crop_operator(n_in, n_out)
     assert op.shape == (n_in, n_out) and op.dtype == np.complex64
     np.testing.assert_allclose(data @ op, _reference(data, n_out), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("n_full", "n_in", "center", "n_out"),
+    [(128, 104, 40, 64), (75, 60, 22, 37), (101, 90, 50, 50), (64, 64, 32, 32)],
+)
+def test_partial_echo_operator_zero_fills_then_crops(
+    n_full: int, n_in: int, center: int, n_out: int
+) -> None:
+    """An asymmetric readout equals the full readout with its unacquired samples zeroed,
+    put through the explicit-DFT crop, on odd and even sizes."""
+    rng = np.random.default_rng(n_full + n_in)
+    full = rng.standard_normal((3, 2 * n_full)).view(np.complex128).astype(np.complex64)
+    offset = partial_echo_offset(n_in, center, n_full)
+    assert offset == n_full // 2 - center
+    acquired = full[:, offset : offset + n_in]
+    zeroed = np.zeros_like(full)
+    zeroed[:, offset : offset + n_in] = acquired
+    op = readout_crop_operator(n_in, n_out, offset=offset, n_full=n_full)
+    assert op.shape == (n_in, n_out)
+    np.testing.assert_allclose(acquired @ op, _reference(zeroed, n_out), rtol=1e-4, atol=1e-4)
+
+
+def test_partial_echo_offset_names_center_sample_when_it_does_not_fit() -> None:
+    assert partial_echo_offset(96, 32, 128) == 32  # 6/8 of the readout: the limit
+    with pytest.raises(ValueError, match="partial echo beyond 6/8"):
+        partial_echo_offset(92, 28, 128)
+    with pytest.raises(ValueError, match="center_sample = 0 of a 100-sample readout does not"):
+        partial_echo_offset(100, 0, 128)  # unset: the echo would lie outside the axis
+    with pytest.raises(ValueError, match="center_sample = 90"):
+        partial_echo_offset(100, 90, 128)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import ismrmrd
 import numpy as np
 import pytest
 
+from kmtr_stream.errors import ConfigError
 from simulator.cohort import make_subject
 from simulator.config import SimConfig
 from simulator.kspace import fft2c, ifft2c, remove_readout_oversampling, virtual_coil_buffer
@@ -85,3 +89,27 @@ def test_virtual_coil_buffer() -> None:
     expected = (matrix @ k.reshape(6, -1)).reshape(3, 20, 17)
     np.testing.assert_allclose(v * scale, expected, rtol=1e-4, atol=1e-5)
     assert np.sqrt(np.mean(np.abs(v[0, 7:13]) ** 2)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_partial_echo_drops_only_the_early_readout_samples() -> None:
+    """partial_echo changes the imaging readouts alone: the same k-space, its first
+    samples not acquired, the echo position in center_sample; noise readouts full."""
+    small = replace(SMALL, n_slices=1, n_phases=2, n_noise_readouts=2)
+    echo = replace(small, partial_echo=0.8)
+    full_scan, echo_scan = simulate_scan(3, 0, small), simulate_scan(3, 0, echo)
+    np.testing.assert_array_equal(full_scan.kspace, echo_scan.kspace)
+    assert echo_scan.xml(echo) == full_scan.xml(small)
+    dropped = small.nx_os - round(0.8 * small.nx_os)
+    assert echo.echo_dropped == dropped > 0 and small.echo_dropped == 0
+    pairs = list(zip(full_scan.acquisitions(small), echo_scan.acquisitions(echo), strict=True))
+    for a, b in pairs:
+        if a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
+            assert b.number_of_samples == small.nx_os and b.center_sample == small.nx_os // 2
+            np.testing.assert_array_equal(a.data, b.data)
+            continue
+        assert b.number_of_samples == small.nx_os - dropped
+        assert b.center_sample == small.nx_os // 2 - dropped
+        np.testing.assert_array_equal(b.data, a.data[:, dropped:])
+        assert (b.idx.kspace_encode_step_1, b.flags) == (a.idx.kspace_encode_step_1, a.flags)
+    with pytest.raises(ConfigError, match="partial_echo must be in"):
+        replace(small, partial_echo=0.5)

@@ -8,7 +8,13 @@ import pytest
 
 from kmtr_stream.chain.config import parse_chain_config
 from kmtr_stream.errors import ConfigError
-from kmtr_stream.validation import LineLedger, ReadoutLimits, counter_fault, finite_fault
+from kmtr_stream.validation import (
+    LineLedger,
+    ReadoutLimits,
+    counter_fault,
+    finite_fault,
+    header_fault,
+)
 
 CHAIN = '[chain]\n[chain.inputs]\n{}\n[[gadgets]]\nid = "p"\ntype = "passthrough"\n'
 LIMITS = ReadoutLimits(n_ky=8, n_kz=1, n_slices=2, n_phases=3, n_repetitions=1,
@@ -53,3 +59,20 @@ def test_ledger_finds_duplicates_but_not_a_separate_calibration_readout() -> Non
     assert not ledger.add(_head(kspace_encode_step_1=3), False)
     assert ledger.add(_head(kspace_encode_step_1=3), True)  # calibration-only copy
     assert ledger.add(_head(kspace_encode_step_1=3, average=1), False)  # another average
+
+
+def test_a_partial_echo_readout_fits_the_header_only_with_its_echo_inside() -> None:
+    limits = ReadoutLimits(n_ky=8, n_kz=1, n_slices=2, n_phases=3, n_repetitions=1,
+                           samples=(64, 128), coils=None, encoded_x=128)
+    head = _head()
+    head.active_channels = 4
+    head.number_of_samples, head.center_sample = 104, 40  # 24 early samples not acquired
+    assert header_fault(head, limits, None) is None
+    head.center_sample = 0  # not set: the echo position is unknown
+    assert "104 samples; the header's matrix size x says 64 or 128, and as a partial echo: " \
+        "center_sample = 0" in str(header_fault(head, limits, None))
+    head.number_of_samples, head.center_sample = 90, 26
+    assert "partial echo beyond 6/8" in str(header_fault(head, limits, None))
+    head.number_of_samples, head.center_sample = 130, 65
+    assert header_fault(head, limits, None) == (
+        "readout has 130 samples; the header's matrix size x says 64 or 128")
