@@ -4,7 +4,8 @@ Each readout's ``(coils, kx)`` data go through a 1-D centred inverse FFT along
 kx, a centre crop and a forward FFT (``kmtr_stream.kspace.oversampling``),
 applied as the equivalent exact ``(kx_in, kx_out)`` matrix;
 ``number_of_samples`` and ``center_sample`` are adjusted. No image is formed.
-Noise readouts and readouts already at recon size pass unchanged.
+Readouts that carry no image line (noise, navigators, phase correction, ...; no later
+gadget uses them) and readouts already at recon size pass unchanged.
 
 A partial-echo (asymmetric) readout, shorter than the encoded matrix size x, is
 zero-filled to it first with its ``center_sample`` at DC (as Gadgetron's
@@ -27,6 +28,7 @@ from kmtr_stream.backend import array_module, to_numpy
 from kmtr_stream.chain.gadget import ChainContext, Gadget
 from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import GadgetError
+from kmtr_stream.kspace.buffer import is_non_imaging
 from kmtr_stream.kspace.oversampling import (
     center_sample_after,
     crop_start,
@@ -56,7 +58,7 @@ class RemoveOversamplingGadget(Gadget):
     def process(self, message: Any) -> Iterable[Any]:
         acq: ismrmrd.Acquisition = message
         n_in = int(acq.number_of_samples)
-        if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) or n_in == self.recon_x:
+        if is_non_imaging(acq) or n_in == self.recon_x:
             yield acq
             return
         offset = 0

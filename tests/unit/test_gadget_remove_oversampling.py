@@ -41,8 +41,9 @@ def test_passes_noise_and_recon_size_and_rejects_other_sizes() -> None:
     g = make(RemoveOversamplingGadget, ctx, gadget_id="ro")
     noise = acquisition(np.ones((3, 64)), flags=[ismrmrd.ACQ_IS_NOISE_MEASUREMENT])
     small = acquisition(np.ones((3, 32)))
-    out = run([g], [noise, small])
-    assert out[0] is noise and out[1] is small
+    navigator = acquisition(np.ones((3, 40)), flags=[ismrmrd.ACQ_IS_NAVIGATION_DATA])
+    out = run([g], [noise, small, navigator])
+    assert out[0] is noise and out[1] is small and out[2] is navigator  # no image line: as is
     with pytest.raises(GadgetError, match="readout has 70 samples"):
         list(g.process(acquisition(np.ones((3, 70)))))
     unset = acquisition(np.ones((3, 50)))
