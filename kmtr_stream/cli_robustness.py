@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         subject_ood,
     )
     from kmtr_stream.evaluation.run import evaluation_mask
-    from kmtr_stream.kspace.pose import rot90_centred
+    from kmtr_stream.kspace.pose import mirror_centred, rot90_centred
     from kmtr_stream.metrics import dice_per_class
     from kmtr_stream.model.io import read_weights
     from kmtr_stream.training.config import evaluation_data_config
@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         )
     ks, ls = shift_centred(k0, lab0, n // 4)
     poses["shift_quarter_fov"] = _Arrays(test, ks, ls, np.roll(img0, n // 4, axis=-1))
+    # the heart seen from the other side (another slice normal or file convention)
+    poses["mirrored"] = _Arrays(
+        test, mirror_centred(k0), mirror_centred(lab0), mirror_centred(img0))
     broken = {what: _Arrays(test, *arrays)
               for what, arrays in broken_inputs(k0, lab0, img0).items()}
     mask = evaluation_mask(k0.shape[-2], args.accel, n_calib, "equispaced", 0)

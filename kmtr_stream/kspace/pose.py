@@ -1,9 +1,9 @@
 """Exact pose changes of a centred grid, in k-space and image space alike (pure NumPy).
 
 A circular shift of the image is a linear phase ramp on its centred spectrum, and
-a quarter turn of the image is the same quarter turn of the spectrum about sample
-``n // 2``; so training augmentation and the robustness checks move a subject
-without forming an image.
+a quarter turn (or a mirror) of the image is the same quarter turn (or mirror) of the
+spectrum about sample ``n // 2``; so training augmentation and the robustness checks
+move a subject without forming an image.
 """
 
 from __future__ import annotations
@@ -26,6 +26,17 @@ def rot90_centred(a: np.ndarray, turns: int) -> np.ndarray:
     for _ in range(turns % 4):
         out = np.swapaxes(out, -1, -2)[..., flip, :]
     return out
+
+
+def mirror_centred(a: np.ndarray) -> np.ndarray:
+    """Mirror the last axis about sample ``n // 2``: ``out[..., j] = a[..., (2 c - j) % n]``.
+
+    The exact left-right mirror of a centred grid, image or k-space alike (the spectrum
+    of ``f(-x)`` is the spectrum of ``f`` at ``-k``, complex images included), odd and
+    even sizes: a short-axis view seen from the other side.
+    """
+    n = a.shape[-1]
+    return a[..., (2 * (n // 2) - np.arange(n)) % n]
 
 
 def shift_ramp(n_ky: int, n_kx: int, dy: int, dx: int) -> np.ndarray:

@@ -70,6 +70,10 @@ class TrainSettings:
             slices and phases alike) by a circular shift: a phase ramp on its k-space
             and the same roll of its image and labels (``kspace.pose``).
         shift_max_px: largest shift along each axis, in pixels of the grid.
+        flip_prob: probability that a subject is mirrored left-right (all its slices
+            and phases alike): its k-space mirrored along kx about DC, its image and
+            labels along x (``kspace.pose.mirror_centred``); the heart seen from the
+            other side, as scanners and file conventions also show it.
         w_seg, w_phen, w_dx, w_align: loss weights (w_align: InfoNCE latent alignment;
             0 drops the image branch).
         w_dense_align: weight of the dense alignment loss (training-only 1x1 probe of
@@ -114,6 +118,7 @@ class TrainSettings:
     partial_prob: float = 0.2
     shift_prob: float = 0.0
     shift_max_px: int = 0
+    flip_prob: float = 0.0
     w_seg: float = 1.0
     w_phen: float = 1.0
     w_dx: float = 0.5

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kmtr_stream.kspace.pose import shift_image, shift_kspace
+from kmtr_stream.kspace.pose import mirror_centred, shift_image, shift_kspace
 from kmtr_stream.training.config import DataConfig, TrainSettings
 from kmtr_stream.training.masks import sample_mask
 from simulator.config import SIMULATOR_VERSION
@@ -210,6 +210,11 @@ def make_batch(
             kspace[i] = shift_kspace(kspace[i], dy, dx)
             image[i] = shift_image(image[i], dy, dx)
             labels[i] = shift_image(labels[i], dy, dx)
+    if train.flip_prob > 0:
+        for i in np.flatnonzero(rng.random(b) < train.flip_prob):
+            kspace[i] = mirror_centred(kspace[i])
+            image[i] = mirror_centred(image[i])
+            labels[i] = mirror_centred(labels[i])
     return Batch(
         kspace=torch.from_numpy(kspace),
         mask=torch.from_numpy(masks),

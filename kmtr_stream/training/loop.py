@@ -238,6 +238,7 @@ class Trainer:
                 "accel_max": accel,
                 "partial_prob": 0.0,
                 "shift_prob": 0.0,
+                "flip_prob": 0.0,
                 "mask_kinds": ("equispaced",),
             }
         )

@@ -37,3 +37,12 @@ def test_noise_only_fails_and_is_flagged_as_such(report: dict) -> None:
         assert res["broken"]["noise_only"]["dice_myo"] < 0.2
         noise = res["ood"]["by_source"]["noise_only"]
         assert noise["n_failures"] == 3 and noise["flagged_failures"] == 1.0
+
+
+def test_poses_include_turns_a_quarter_fov_shift_and_the_mirrored_heart(report: dict) -> None:
+    for res in report["models"].values():
+        poses = res["poses"]
+        assert set(poses) == {"rot0", "rot90", "rot180", "rot270", "shift_quarter_fov",
+                              "mirrored"}
+        # the same hearts, moved: every pose is still segmented, not lost
+        assert all(d["LV"] > 0.5 for d in poses.values())

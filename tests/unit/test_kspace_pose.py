@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmtr_stream.kspace.pose import rot90_centred, shift_image, shift_kspace
+from kmtr_stream.kspace.pose import mirror_centred, rot90_centred, shift_image, shift_kspace
 from kmtr_stream.training.config import TrainSettings
 from kmtr_stream.training.data import _FIELDS, CachedCohort, make_batch
 
@@ -37,6 +37,19 @@ def test_quarter_turn_of_the_spectrum_is_the_quarter_turn_of_the_image(n: int) -
     for turns in range(4):
         got = _centred_ifft(rot90_centred(_centred_fft(img), turns))
         np.testing.assert_allclose(got, rot90_centred(img, turns), atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (9, 9), (6, 7)])
+def test_mirrored_spectrum_is_the_mirrored_image(shape: tuple[int, int]) -> None:
+    """Complex images too: no conjugation, the readout axis reversed about DC."""
+    rng = np.random.default_rng(4)
+    img = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    n = shape[-1]
+    # the mirror: column j holds the image at x = -(j - c), c = n // 2 (circularly)
+    ref = np.stack([img[:, (2 * (n // 2) - j) % n] for j in range(n)], axis=-1)
+    np.testing.assert_array_equal(mirror_centred(img), ref)
+    np.testing.assert_allclose(_centred_ifft(mirror_centred(_centred_fft(img))), ref, atol=1e-9)
+    np.testing.assert_array_equal(mirror_centred(mirror_centred(img)), img)
 
 
 def _tiny_cohort(root: Path, n: int = 4) -> CachedCohort:
@@ -81,3 +94,25 @@ def test_shift_augmentation_moves_kspace_image_and_labels_together(tmp_path: Pat
         )
         np.testing.assert_array_equal(b.image[i].numpy(), shift_image(a.image[i].numpy(), dy, dx))
     assert n_moved >= 3
+
+
+def test_flip_augmentation_mirrors_kspace_image_and_labels_together(tmp_path: Path) -> None:
+    cohort = _tiny_cohort(tmp_path, n=8)
+    idx = np.arange(8)
+    zero, one = np.zeros(9, np.float32), np.ones(9, np.float32)
+    plain = TrainSettings(batch_size=8, partial_prob=0.0)
+    a = make_batch(cohort, idx, np.random.default_rng(5), plain, zero, one)
+    b = make_batch(cohort, idx, np.random.default_rng(5), replace(plain, flip_prob=0.5), zero, one)
+    assert bool((a.mask == b.mask).all())
+    flipped = 0
+    for i in range(8):
+        same = np.array_equal(a.labels[i].numpy(), b.labels[i].numpy())
+        if not same:
+            flipped += 1
+            for name in ("kspace", "image", "labels"):
+                np.testing.assert_array_equal(
+                    getattr(b, name)[i].numpy(), mirror_centred(getattr(a, name)[i].numpy()))
+        else:
+            np.testing.assert_array_equal(b.kspace[i].numpy(), a.kspace[i].numpy())
+        assert b.diagnosis[i] == a.diagnosis[i]  # a mirrored heart keeps its class
+    assert 0 < flipped < 8
