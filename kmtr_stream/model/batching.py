@@ -1,11 +1,12 @@
 """Batched inference across buffers and connections, without a thread of its own.
 
 Chains of several connected scanners run in their own threads and share one
-loaded model (``load_model`` is cached). ``CombiningBatcher.run`` lets the first
-caller that finds a free lane run every request pending at that moment as
-one batch, its own and those that came while the lanes were busy; the others
-wait for their results. A lone scanner therefore pays nothing (no hand-off, no
-waiting window), and slices that become ready together share one forward pass.
+loaded model (``load_model`` is cached). ``CombiningBatcher.run`` lets a caller that
+finds a free lane run the requests pending at that moment as one batch, its
+own and those that came while the lanes were busy; the others wait for their
+results, and each caller returns as soon as its own are done. A lone scanner
+therefore pays nothing (no hand-off, no waiting window), and slices that become
+ready together share one forward pass.
 On a CPU whose forward passes run one thread each, several lanes keep every core
 busy (one lane would leave all but one core idle under several scanners); on a
 GPU one lane batches best.
@@ -34,11 +35,18 @@ class _Request(Generic[T]):
         self.item = item
         self.result: Any = None
         self.error: BaseException | None = None
-        self.done = threading.Event()
+        self.done = False
 
 
 class CombiningBatcher(Generic[T, R]):
     """Runs ``fn`` on batches of items submitted from any number of threads.
+
+    Each caller waits until its own items are done. Whenever a lane is free, a waiting
+    caller whose items are still pending takes it and runs the oldest pending items
+    (its own and others', up to ``max_batch``) as one batch, then gives the lane back.
+    So a caller never serves others' batches after its own are done: under sustained
+    load from many streams no stream is held hostage running everyone else's work,
+    and every pending item belongs to a caller that will run it.
 
     Args:
         fn: maps a list of items to the list of their results (same order).
@@ -48,6 +56,7 @@ class CombiningBatcher(Generic[T, R]):
     Attributes:
         batches: calls of ``fn`` so far.
         items: items run so far.
+        largest: most items in one call so far.
     """
 
     def __init__(
@@ -60,7 +69,7 @@ class CombiningBatcher(Generic[T, R]):
         self.fn = fn
         self.max_batch = max_batch
         self.lanes = lanes
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._pending: list[_Request[T]] = []
         self._running = 0
         self.batches = 0
@@ -74,42 +83,46 @@ class CombiningBatcher(Generic[T, R]):
     def run_many(self, items: Sequence[T]) -> list[R]:
         """Results of several items that are ready together (e.g. flushed at end of stream)."""
         reqs = [_Request(x) for x in items]
-        with self._lock:
+        with self._cond:
             self._pending.extend(reqs)
-            lead = self._running < self.lanes
-            self._running += int(lead)
-        if lead:
-            self._serve()
-        for r in reqs:
-            r.done.wait()
+            while not all(r.done for r in reqs):
+                if self._running < self.lanes and self._pending:
+                    self._running += 1
+                    batch = self._pending[: self.max_batch]
+                    del self._pending[: self.max_batch]
+                    self._cond.release()
+                    try:
+                        self._run_batch(batch)
+                    finally:
+                        self._cond.acquire()
+                        self._running -= 1
+                        self._cond.notify_all()
+                else:
+                    self._cond.wait()
         for r in reqs:
             if r.error is not None:
                 raise r.error
         return [r.result for r in reqs]
 
-    def _serve(self) -> None:
-        """Run pending batches until none is left, then give the lane back."""
-        while True:
-            with self._lock:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                if not batch:
-                    self._running -= 1
-                    return
-            try:
-                results = self.fn([r.item for r in batch])
-                if len(results) != len(batch):
-                    raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
-                for r, res in zip(batch, results, strict=True):
-                    r.result = res
-            except BaseException as exc:
-                for r in batch:
-                    r.error = exc
+    def _run_batch(self, batch: list[_Request[T]]) -> None:
+        """Run one batch (lock not held) and mark its requests done (lock taken)."""
+        results: list[R] = []
+        error: BaseException | None = None
+        try:
+            results = self.fn([r.item for r in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
+        except BaseException as exc:
+            error = exc
+        with self._cond:
+            for i, r in enumerate(batch):
+                if error is None:
+                    r.result = results[i]
+                r.error = error
+                r.done = True
             self.batches += 1
             self.items += len(batch)
             self.largest = max(self.largest, len(batch))
-            for r in batch:
-                r.done.set()
 
 
 #: id(owner) -> (owner, its batcher); the owner is kept so that its id is never reused.

@@ -261,6 +261,45 @@ def test_batcher_runs_concurrent_requests_together_and_in_order() -> None:
     assert calls[0] == [0] and sorted(calls[1]) == [1, 2, 3] and b.batches == 2
 
 
+def test_a_caller_returns_once_its_own_items_are_done_while_others_still_wait() -> None:
+    """Under load no caller is held serving the others' batches: the first caller's
+    item runs, it returns while the next batch (another caller's) still runs, and
+    that batch runs in a waiting caller's thread, not the first one's."""
+    gates = {0: threading.Event(), 1: threading.Event()}
+    ran_in: dict[int, str] = {}
+
+    def fn(items: list[int]) -> list[int]:
+        for x in items:
+            ran_in[x] = threading.current_thread().name
+            if x in gates:
+                gates[x].wait(5)
+        return [x + 1 for x in items]
+
+    b: CombiningBatcher[int, int] = CombiningBatcher(fn, max_batch=1)
+    out: dict[int, int] = {}
+    first = threading.Thread(target=lambda: out.__setitem__(0, b.run(0)), name="first")
+    first.start()
+    while 0 not in ran_in:
+        threading.Event().wait(0.001)
+    others = [threading.Thread(target=lambda i=i: out.__setitem__(i, b.run(i)), name=f"c{i}")
+              for i in (1, 2)]
+    for t in others:
+        t.start()
+    while len(b._pending) < 2:
+        threading.Event().wait(0.001)
+    gates[0].set()
+    first.join(5)
+    assert not first.is_alive() and out == {0: 1}  # returned while item 1 is still held
+    while 1 not in ran_in:
+        threading.Event().wait(0.001)
+    assert ran_in[1] in ("c1", "c2")
+    gates[1].set()
+    for t in others:
+        t.join(5)
+    assert out == {0: 1, 1: 2, 2: 3} and ran_in[2] in ("c1", "c2")
+    assert b.batches == 3 and b._running == 0 and not b._pending
+
+
 def test_batcher_reports_the_failure_to_every_caller_of_the_batch() -> None:
     def fn(items: list[int]) -> list[int]:
         raise ValueError("bad batch")
