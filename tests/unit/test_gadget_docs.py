@@ -45,7 +45,7 @@ def test_each_gadget_has_its_parameters_maths_and_a_valid_example(name: str) -> 
 
 def test_maths_modules_come_from_the_gadget_sources() -> None:
     assert maths_modules(registry.lookup("remove_oversampling")) == [
-        "kmtr_stream.kspace.oversampling"
+        "kmtr_stream.kspace.buffer", "kmtr_stream.kspace.oversampling"
     ]
     assert "kmtr_stream.cardiac" in maths_modules(registry.lookup("subject_aggregation"))
     # A subclass inherits its base gadget's maths.
