@@ -25,7 +25,7 @@ from kmtr_stream.chain.registry import register
 from kmtr_stream.errors import ConfigError, GadgetError, KmtrError
 from kmtr_stream.kspace.geometry import encoding_geometry
 from kmtr_stream.kspace.normalisation import calibration_slice, normalise_kspace
-from kmtr_stream.kspace.oversampling import MIN_PARTIAL_FOURIER_HALF
+from kmtr_stream.kspace.oversampling import keeps_short_half
 from kmtr_stream.kspace.resample import AxisMap, axis_map, to_model_grid
 from kmtr_stream.messages import SliceKSpace, XmlHeader
 
@@ -70,9 +70,7 @@ def plan_from_header(header: Any, n_ky: int, n_kx: int, fov_mm: float) -> GridPl
         raise ConfigError(f"encodedSpace.fieldOfView_mm.y = {fov_y}: must be > 0 mm")
     if fov_x <= 0:
         raise ConfigError(f"reconSpace.fieldOfView_mm.x = {fov_x}: must be > 0 mm")
-    half = geo.n_ky / 2.0
-    short = min(geo.center_line, geo.n_ky - geo.center_line) / half if half else 0.0
-    if short < MIN_PARTIAL_FOURIER_HALF:
+    if not keeps_short_half(geo.center_line, geo.n_ky, geo.n_ky):
         raise ConfigError(
             f"encodingLimits.kspace_encoding_step_1.center = {geo.center_line} of {geo.n_ky} "
             f"lines: partial Fourier beyond 6/8 is not supported"

@@ -62,7 +62,8 @@ class RemoveOversamplingGadget(Gadget):
             yield acq
             return
         offset = 0
-        if n_in < self.encoded_x:  # partial echo: zero-filled to the encoded size
+        partial = n_in < self.encoded_x  # partial echo: zero-filled to the encoded size
+        if partial:
             try:
                 offset = partial_echo_offset(n_in, int(acq.center_sample), self.encoded_x)
             except ValueError as exc:
@@ -82,7 +83,7 @@ class RemoveOversamplingGadget(Gadget):
         head = copy_head(acq)
         head.number_of_samples = n_out
         traj = acq.traj
-        if n_in < self.encoded_x:
+        if partial:
             head.center_sample = n_out // 2
             head.trajectory_dimensions = 0
             traj = np.zeros((n_out, 0), np.float32)

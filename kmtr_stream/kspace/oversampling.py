@@ -65,6 +65,13 @@ def center_sample_after(center_sample: int, n_in: int, n_out: int) -> int:
 MIN_PARTIAL_FOURIER_HALF = 0.5
 
 
+def keeps_short_half(center: int, n_acquired: int, n_full: int) -> bool:
+    """Whether ``n_acquired`` samples with DC at ``center`` keep at least
+    ``MIN_PARTIAL_FOURIER_HALF`` of the short half of an ``n_full``-sample axis."""
+    return n_full > 0 and min(center, n_acquired - center) / (n_full / 2) >= (
+        MIN_PARTIAL_FOURIER_HALF)
+
+
 def partial_echo_offset(n_samples: int, center_sample: int, n_full: int) -> int:
     """Where a partial-echo readout sits on the full readout axis (DC at ``n_full // 2``).
 
@@ -81,8 +88,7 @@ def partial_echo_offset(n_samples: int, center_sample: int, n_full: int) -> int:
             f"center_sample = {center_sample} of a {n_samples}-sample readout does not put "
             f"the echo inside the header's encoded matrix size x = {n_full}"
         )
-    short = min(center_sample, n_samples - center_sample) / (n_full / 2)
-    if short < MIN_PARTIAL_FOURIER_HALF:
+    if not keeps_short_half(center_sample, n_samples, n_full):
         raise ValueError(
             f"center_sample = {center_sample} of a {n_samples}-sample readout (encoded "
             f"matrix size x = {n_full}): partial echo beyond 6/8 is not supported"

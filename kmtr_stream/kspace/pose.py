@@ -11,6 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def _mirror_index(n: int) -> np.ndarray:
+    """Indices ``(2 c - j) % n``, ``c = n // 2``: sample ``j`` mirrored about the centre."""
+    return (2 * (n // 2) - np.arange(n)) % n
+
+
 def rot90_centred(a: np.ndarray, turns: int) -> np.ndarray:
     """Rotate the last two axes by ``turns`` quarter turns about sample ``n // 2``.
 
@@ -21,7 +26,7 @@ def rot90_centred(a: np.ndarray, turns: int) -> np.ndarray:
     n = a.shape[-1]
     if a.shape[-2] != n:
         raise ValueError(f"rotation needs a square grid, got {a.shape[-2:]}")
-    flip = (2 * (n // 2) - np.arange(n)) % n
+    flip = _mirror_index(n)
     out = a
     for _ in range(turns % 4):
         out = np.swapaxes(out, -1, -2)[..., flip, :]
@@ -35,8 +40,7 @@ def mirror_centred(a: np.ndarray) -> np.ndarray:
     of ``f(-x)`` is the spectrum of ``f`` at ``-k``, complex images included), odd and
     even sizes: a short-axis view seen from the other side.
     """
-    n = a.shape[-1]
-    return a[..., (2 * (n // 2) - np.arange(n)) % n]
+    return a[..., _mirror_index(a.shape[-1])]
 
 
 def shift_ramp(n_ky: int, n_kx: int, dy: int, dx: int) -> np.ndarray:
