@@ -97,6 +97,10 @@ class TrainSettings:
             checkpoint of the run itself still takes precedence (resume).
         image_init_weights: for kind "kmtr": exported image weights (e.g. "upper", the
             image branch of the earlier run) that the image branch starts from.
+        freeze_image_branch: for kind "kmtr" with ``image_init_weights``: keep the image
+            branch fixed (no task losses, no updates, no head refit). The k-space model
+            then aligns to a fixed fully sampled teacher, and a step skips the branch's
+            backward pass.
     """
 
     kind: str = "kmtr"
@@ -136,6 +140,7 @@ class TrainSettings:
     progress: bool = True
     init_weights: str = ""
     image_init_weights: str = ""
+    freeze_image_branch: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,13 @@ def parse_config(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
         raise ConfigError(f"{source}: [data] n_virtual_coils must equal [model] n_coils")
     if tcfg.kind == "kmtr" and tcfg.batch_size < 2 and tcfg.w_align > 0:
         raise ConfigError(f"{source} [train] batch_size: the alignment loss needs >= 2 subjects")
+    if tcfg.freeze_image_branch and not (
+        tcfg.kind == "kmtr" and tcfg.w_align > 0 and tcfg.image_init_weights
+    ):
+        raise ConfigError(
+            f"{source} [train] freeze_image_branch: needs kind 'kmtr', w_align > 0 and "
+            "image_init_weights (a frozen branch must start from trained weights)"
+        )
     if not 1.0 <= tcfg.accel_min <= tcfg.accel_max:
         raise ConfigError(f"{source} [train]: need 1 <= accel_min <= accel_max")
     return TrainConfig(model=model, data=dcfg, train=tcfg, source=source)

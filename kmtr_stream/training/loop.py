@@ -95,9 +95,10 @@ def warm_start(model: SliceModel, st: TrainSettings) -> tuple[np.ndarray, np.nda
 
 def param_groups(model: torch.nn.Module, st: TrainSettings) -> list[dict[str, Any]]:
     """AdamW groups: the k-space transforms at ``frontend_lr_scale`` without decay."""
-    transforms = [p for n, p in model.named_parameters() if n in ("frontend.wx", "frontend.wy")]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    transforms = [p for n, p in named if n in ("frontend.wx", "frontend.wy")]
     ids = {id(p) for p in transforms}
-    rest = [p for p in model.parameters() if id(p) not in ids]
+    rest = [p for _, p in named if id(p) not in ids]
     groups: list[dict[str, Any]] = [{"params": rest, "weight_decay": st.weight_decay}]
     if transforms:
         groups.append(
@@ -161,6 +162,9 @@ class Trainer:
         stats = warm_start(self.model, st)
         if stats is not None:
             self.phen_mean, self.phen_std = stats
+        frozen = self.model.image_branch if isinstance(self.model, KMTRModel) else None
+        if st.freeze_image_branch and frozen is not None:
+            frozen.requires_grad_(False)
         self.model.to(self.dist.device)
         self.step_module: torch.nn.Module = TrainStep(self.model, st)
         if self.dist.initialised:
@@ -335,8 +339,9 @@ class Trainer:
         st = self.cfg.train
         idx = np.arange(min(st.head_refit_subjects, len(self.train_set)))
         nets: list[tuple[SliceModel, str]] = [(self.model, st.image_input)]
-        if isinstance(self.model, KMTRModel) and isinstance(self.model.image_branch, ImageModel):
-            nets.append((self.model.image_branch, "full"))
+        teacher = self.model.image_branch if isinstance(self.model, KMTRModel) else None
+        if isinstance(teacher, ImageModel) and not st.freeze_image_branch:
+            nets.append((teacher, "full"))
         for i, (net, image_input) in enumerate(nets):
             rng = np.random.default_rng([st.seed, 10_000 + i])
             feats = subject_features(

@@ -94,11 +94,15 @@ class TrainStep(nn.Module):
             out["dense_align"] = F.mse_loss(probe.float(), normalise_image(img))
             loss = loss + self.settings.w_dense_align * out["dense_align"]
         if isinstance(branch, ImageModel):
-            iseg, ilat = branch(img)
-            out.update(self._tasks(branch, iseg, ilat, (b, p, s), labels, phen, dx, "img_"))
+            frozen = self.settings.freeze_image_branch
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+                iseg, ilat = branch(img)
+            if not frozen:
+                out.update(self._tasks(branch, iseg, ilat, (b, p, s), labels, phen, dx, "img_"))
+                loss = loss + out["img_total"]
             out["align"] = info_nce(
                 lat.reshape(b, p, s, -1), ilat.reshape(b, p, s, -1), self.settings.align_temperature
             )
-            loss = loss + out["img_total"] + self.settings.w_align * out["align"]
+            loss = loss + self.settings.w_align * out["align"]
         out["loss"] = loss
         return out

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 
 from kmtr_stream.metrics import dice_per_class
 from kmtr_stream.training.calibration import nll
-from kmtr_stream.training.config import TrainConfig, load_config
+from kmtr_stream.training.config import TrainConfig, load_config, parse_config
 from kmtr_stream.training.data import make_batch
 from kmtr_stream.training.loop import Trainer
 from kmtr_stream.training.predict import predict_batch
@@ -236,7 +237,7 @@ def test_shipped_training_configs_load(path: Path) -> None:
 @pytest.mark.parametrize(
     "stage",
     ["", "_stage2", "_stage3", "_stage4", "_stage5", "_stage6", "_stage7", "_stage8", "_stage9",
-     "_stage10"],
+     "_stage10", "_stage11"],
 )
 def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch(stage: str) -> None:
     """The recon baseline trains with k-MTR's data, budget, augmentation and trunk."""
@@ -244,7 +245,7 @@ def test_kmtr_and_recon_recipes_differ_only_in_the_input_branch(stage: str) -> N
     r = load_config(ROOT / "configs" / f"train_recon{stage}.toml")
     assert k.model == r.model and k.data == r.data
     own = {"kind", "image_input", "out_dir", "w_align", "w_dense_align", "threads",
-           "init_weights", "image_init_weights"}
+           "init_weights", "image_init_weights", "freeze_image_branch"}
     kt, rt = k.train.__dict__, r.train.__dict__
     assert {f for f in kt if kt[f] != rt[f]} <= own
 
@@ -277,6 +278,33 @@ def test_warm_start_loads_both_branches_and_their_units(tiny: TrainConfig, tmp_p
     np.testing.assert_array_equal(tr.phen_std, 2.0)
     fresh = Trainer(_with(tiny, tmp_path / "fresh"), resume=False)
     assert not torch.equal(fresh.model.state_dict()["trunk.seg.weight"], source["trunk.seg.weight"])
+
+
+def test_a_frozen_image_branch_stays_the_teacher_while_the_kspace_model_learns(
+    tiny: TrainConfig, tmp_path: Path
+) -> None:
+    source = _export_random(tiny, tmp_path / "src" / "model", seed=3)
+    cfg = _with(tiny, tmp_path / "run", max_steps=3, warmup_steps=1, lr=3e-3,
+                init_weights=str(tmp_path / "src" / "model"),
+                image_init_weights=str(tmp_path / "src" / "image"), freeze_image_branch=True)
+    tr = Trainer(cfg, resume=False)
+    optimised = {id(p) for g in tr.optimizer.param_groups for p in g["params"]}
+    branch = dict(tr.model.named_parameters())
+    assert not any(id(p) in optimised for n, p in branch.items() if n.startswith("image_branch."))
+    assert any(id(p) in optimised for n, p in branch.items() if n.startswith("trunk."))
+    losses = [tr.train_step() for _ in range(3)]
+    assert all("align" in x and "img_total" not in x for x in losses)
+    state = tr.model.state_dict()
+    for k, v in source.items():
+        if k.startswith("image_branch."):
+            assert torch.equal(state[k], v), k
+    assert not torch.equal(state["trunk.seg.weight"], source["trunk.seg.weight"])
+    from kmtr_stream.errors import ConfigError
+
+    raw = tomllib.loads((ROOT / "configs" / "train_tiny.toml").read_text())
+    raw["train"]["freeze_image_branch"] = True  # without image_init_weights: random teacher
+    with pytest.raises(ConfigError, match="freeze_image_branch"):
+        parse_config(raw, "frozen.toml")
 
 
 def test_warm_start_grows_the_trunk_by_a_context_block(tiny: TrainConfig, tmp_path: Path) -> None:
