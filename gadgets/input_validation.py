@@ -73,7 +73,9 @@ class InputValidationGadget(Gadget):
         if detail is not None:
             # A coil count that only contradicts the header still buffers (lenient).
             fits = self._coils_seen in (None, int(head.active_channels))
-            samples_ok = int(head.number_of_samples) in self.limits.samples
+            kept = (int(head.number_of_samples) - int(head.discard_pre)
+                    - int(head.discard_post))
+            samples_ok = kept in self.limits.samples
             return HEADER, detail, self.lenient and fits and samples_ok
         detail = counter_fault(head, self.limits)
         if detail is not None:

@@ -12,6 +12,8 @@ zero-filled to it first with its ``center_sample`` at DC (as Gadgetron's
 AsymmetricEchoAdjustROGadget does), in the same matrix; it leaves with
 ``center_sample`` at the centre and without its trajectory (a Cartesian readout
 needs none). A full-length readout is taken as centred whatever its ``center_sample``.
+The ADC's ``discard_pre`` leading and ``discard_post`` trailing samples are dropped
+first, in the same matrix; readouts leave with both set to 0.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from kmtr_stream.kspace.buffer import is_non_imaging
 from kmtr_stream.kspace.oversampling import (
     center_sample_after,
     crop_start,
+    kept_samples,
     partial_echo_offset,
     readout_crop_operator,
+    readout_size_text,
 )
 
 
@@ -53,44 +57,46 @@ class RemoveOversamplingGadget(Gadget):
         self.encoded_x = context.geometry.encoded_x
         self.recon_x = context.geometry.recon_x
         self._op: Any = None
-        self._key: tuple[int, int] | None = None
+        self._key: tuple[int, ...] | None = None
 
     def process(self, message: Any) -> Iterable[Any]:
         acq: ismrmrd.Acquisition = message
         n_in = int(acq.number_of_samples)
-        if is_non_imaging(acq) or n_in == self.recon_x:
+        discard = (int(acq.discard_pre), int(acq.discard_post))
+        if is_non_imaging(acq) or (n_in == self.recon_x and discard == (0, 0)):
             yield acq
             return
-        offset = 0
-        partial = n_in < self.encoded_x  # partial echo: zero-filled to the encoded size
-        if partial:
-            try:
-                offset = partial_echo_offset(n_in, int(acq.center_sample), self.encoded_x)
-            except ValueError as exc:
-                raise GadgetError(self.id, None, str(exc)) from exc
-        elif n_in != self.encoded_x:
-            raise GadgetError(
-                self.id, None,
-                f"readout has {n_in} samples; header says encoded {self.encoded_x}, "
-                f"recon {self.recon_x}",
-            )
+        try:
+            n_kept, center = kept_samples(n_in, int(acq.center_sample), *discard)
+            offset, n_full = 0, self.encoded_x
+            partial = self.recon_x != n_kept < self.encoded_x  # zero-filled to encoded size
+            if partial:
+                offset = partial_echo_offset(n_kept, center, self.encoded_x)
+            elif n_kept == self.recon_x:
+                n_full = n_kept  # already at recon size: only the discarded samples go
+            elif n_kept != self.encoded_x:
+                raise ValueError(f"{readout_size_text(n_in, *discard)}; header says encoded "
+                                 f"{self.encoded_x}, recon {self.recon_x}")
+        except ValueError as exc:
+            raise GadgetError(self.id, None, str(exc)) from exc
         n_out = self.recon_x
-        key = (n_in, offset)
+        key = (n_in, offset, n_full, *discard)
         if self._key != key:
-            self._op = readout_crop_operator(n_in, n_out, self.xp, offset, self.encoded_x)
+            self._op = readout_crop_operator(n_in, n_out, self.xp, offset, n_full, discard)
             self._key = key
         data = self.xp.asarray(acq.data) @ self._op
         head = copy_head(acq)
         head.number_of_samples = n_out
+        head.discard_pre = head.discard_post = 0
         traj = acq.traj
         if partial:
             head.center_sample = n_out // 2
             head.trajectory_dimensions = 0
             traj = np.zeros((n_out, 0), np.float32)
         else:
-            head.center_sample = center_sample_after(int(head.center_sample), n_in, n_out)
+            head.center_sample = center_sample_after(max(center, 0), n_kept, n_out)
         if traj.shape[1] > 0:
-            start = crop_start(n_in, n_out)
+            start = discard[0] + crop_start(n_kept, n_out)
             traj = traj[start : start + n_out]
         yield new_acquisition(
             head,

@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of each readout acquired (below 1: an asymmetric echo, e.g. 0.8)",
     )
     parser.add_argument(
+        "--adc-discard", type=int, default=0,
+        help="extra ADC samples at each end of a readout, flagged discard_pre/discard_post",
+    )
+    parser.add_argument(
         "--diagnosis",
         choices=CLASSES,
         default=None,
@@ -130,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             n_phases=args.phases,
             tr_ms=args.tr_ms,
             partial_echo=args.partial_echo,
+            adc_discard=args.adc_discard,
         )
         diagnosis = CLASSES.index(args.diagnosis) if args.diagnosis else None
         if args.stream is not None:

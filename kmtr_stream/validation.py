@@ -10,7 +10,8 @@ Causes, each reported to the client once per stream as one ERROR (code
   contrast, set, segment) arrived twice.
 * ``header_mismatch``: the readout contradicts the header: its sample count is
   neither the encoded nor the recon matrix size x nor a partial echo that fits the
-  encoded one (``center_sample`` at most 6/8 off centre), or its coil count is not
+  encoded one (``center_sample`` at most 6/8 off centre), counted after the ADC's
+  ``discard_pre``/``discard_post`` samples are dropped; or its coil count is not
   the header's ``receiverChannels`` (or, without one, the first readout's).
 * ``noise_calibration_failed``: the noise scan gave no usable prewhitener (NaN or
   infinite samples, not positive definite, wrong coil count), so the stream is
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from kmtr_stream.kspace.geometry import limit_count
-from kmtr_stream.kspace.oversampling import partial_echo_offset
+from kmtr_stream.kspace.oversampling import kept_samples, partial_echo_offset, readout_size_text
 
 NON_FINITE = "non_finite_samples"
 COUNTER = "counter_out_of_range"
@@ -100,16 +101,21 @@ def header_fault(head: Any, limits: ReadoutLimits, coils_seen: int | None) -> st
     ``coils_seen`` is the coil count of the stream's first imaging readout: the
     expectation where the header names none.
     """
-    samples = int(head.number_of_samples)
+    stored = int(head.number_of_samples)
+    pre, post = int(head.discard_pre), int(head.discard_post)
+    try:  # the ADC's discarded samples are dropped downstream
+        samples, center = kept_samples(stored, int(head.center_sample), pre, post)
+    except ValueError as exc:
+        return f"readout of {stored} samples: {exc}"
     if samples not in limits.samples:
         fits = " or ".join(str(n) for n in limits.samples)
+        has = readout_size_text(stored, pre, post)
         if samples > limits.encoded_x:
-            return f"readout has {samples} samples; the header's matrix size x says {fits}"
+            return f"{has}; the header's matrix size x says {fits}"
         try:  # a partial (asymmetric) echo: zero-filled to the encoded size downstream
-            partial_echo_offset(samples, int(head.center_sample), limits.encoded_x)
+            partial_echo_offset(samples, center, limits.encoded_x)
         except ValueError as exc:
-            return (f"readout has {samples} samples; the header's matrix size x says {fits}, "
-                    f"and as a partial echo: {exc}")
+            return f"{has}; the header's matrix size x says {fits}, and as a partial echo: {exc}"
     coils = int(head.active_channels)
     expected = limits.coils if limits.coils is not None else coils_seen
     if expected is not None and coils != expected:

@@ -16,7 +16,9 @@ Streaming order (what a reader sees):
 
 With ``SimConfig.partial_echo`` below 1 the imaging readouts are asymmetric echoes:
 their first ``echo_dropped`` samples are not acquired and ``center_sample`` (the
-echo) is that much below the centre; noise readouts stay full length.
+echo) is that much below the centre; noise readouts stay full length. With
+``SimConfig.adc_discard`` each imaging readout carries that many extra samples at
+either end (a receive-filter transient), flagged ``discard_pre``/``discard_post``.
 
 Time stamps are milliseconds: ``acquisition_time_stamp`` counts one TR per
 readout from the start of the scan, ``physiology_time_stamp[0]`` is the time
@@ -80,6 +82,15 @@ def _header(cfg: SimConfig, uid: int, counter: int, n_channels: int) -> ismrmrd.
     h.phase_dir[:] = (0.0, 1.0, 0.0)
     h.slice_dir[:] = (0.0, 0.0, 1.0)
     return h
+
+
+def _with_transient(line: np.ndarray, n: int) -> np.ndarray:
+    """``line`` with ``n`` samples of a decaying filter transient at each end, ten times
+    the line's peak: what a reader that ignores ``discard_pre/post`` would take as data."""
+    peak = 10.0 * float(np.abs(line).max() or 1.0)
+    ramp = (peak * np.exp(-np.arange(n) / n)).astype(np.complex64)
+    edge = np.broadcast_to(ramp, (line.shape[0], n))
+    return np.concatenate([edge[:, ::-1], line, edge], axis=-1).astype(np.complex64)
 
 
 def noise_acquisitions(
@@ -149,5 +160,10 @@ def imaging_acquisitions(
                 h.physiology_time_stamp[0] = round(p * cfg.rr_interval_ms / cfg.n_phases)
                 h.position[:] = (0.0, 0.0, float(z[s]))
                 line = kspace[p, s, :, ky, cfg.echo_dropped :]
+                if cfg.adc_discard:
+                    line = _with_transient(line, cfg.adc_discard)
+                    h.number_of_samples = line.shape[-1]
+                    h.center_sample += cfg.adc_discard
+                    h.discard_pre = h.discard_post = cfg.adc_discard
                 yield ismrmrd.Acquisition(head=h, data=np.ascontiguousarray(line))
                 counter += 1

@@ -42,6 +42,10 @@ class SimConfig:
     #: earliest samples are not acquired and ``center_sample`` says where the echo is.
     #: Only the ISMRMRD readouts change (simulated k-space and labels do not).
     partial_echo: float = 1.0
+    #: ADC samples recorded before and after each imaging readout, to be discarded
+    #: (``discard_pre = discard_post``); they hold a receive-filter transient, as real
+    #: ADC windows do. Only the ISMRMRD readouts change.
+    adc_discard: int = 0
     n_calib: int = 12
     accel: int = 4
     mask_kind: str = "equispaced"
@@ -112,6 +116,8 @@ class SimConfig:
             raise ConfigError(
                 f"SimConfig.partial_echo must be in (0.5, 1], got {self.partial_echo}"
             )
+        if not 0 <= self.adc_discard <= 256:
+            raise ConfigError(f"SimConfig.adc_discard must be in [0, 256], got {self.adc_discard}")
         if self.snr <= 0:
             raise ConfigError(f"SimConfig.snr must be > 0, got {self.snr}")
 

@@ -172,8 +172,9 @@ class CohortDataset(Dataset[dict[str, torch.Tensor]]):
         blob = json.dumps(
             {
                 "v": SIMULATOR_VERSION,
-                # partial_echo shapes only the ISMRMRD readouts, not these arrays
-                "cfg": {k: v for k, v in asdict(self.config).items() if k != "partial_echo"},
+                # these shape only the ISMRMRD readouts, not the cached arrays
+                "cfg": {k: v for k, v in asdict(self.config).items()
+                        if k not in ("partial_echo", "adc_discard")},
                 "seed": self.seed,
                 "split": self.split,
                 "vc": self.n_virtual_coils,

@@ -96,21 +96,57 @@ def partial_echo_offset(n_samples: int, center_sample: int, n_full: int) -> int:
     return offset
 
 
+def kept_samples(
+    n_samples: int, center_sample: int, discard_pre: int, discard_post: int
+) -> tuple[int, int]:
+    """``(samples, center_sample)`` of a readout once its ADC's ``discard_pre`` leading
+    and ``discard_post`` trailing samples are dropped (``center_sample`` counts from the
+    first stored sample, as ISMRMRD writes it; the result may be negative where it was
+    never set, which only a partial echo, ``partial_echo_offset``, refuses).
+
+    Raises:
+        ValueError: naming ``discard_pre``/``discard_post`` when they leave no sample.
+    """
+    kept = n_samples - discard_pre - discard_post
+    if kept <= 0:
+        raise ValueError(
+            f"discard_pre = {discard_pre} and discard_post = {discard_post} leave none of "
+            f"the readout's {n_samples} samples"
+        )
+    return kept, center_sample - discard_pre
+
+
+def readout_size_text(n_samples: int, discard_pre: int, discard_post: int) -> str:
+    """"readout has N samples", or with discarded samples what is kept of how many."""
+    if (discard_pre, discard_post) == (0, 0):
+        return f"readout has {n_samples} samples"
+    kept = n_samples - discard_pre - discard_post
+    return (f"readout keeps {kept} of its {n_samples} samples (discard_pre = {discard_pre}, "
+            f"discard_post = {discard_post})")
+
+
 @functools.lru_cache(maxsize=16)
-def _operator_host(n_in: int, n_out: int, offset: int, n_full: int) -> np.ndarray:
+def _operator_host(
+    n_in: int, n_out: int, offset: int, n_full: int, first: int, n_kept: int
+) -> np.ndarray:
     eye = np.zeros((n_in, n_full), dtype=np.complex128)
-    eye[:, offset : offset + n_in] = np.eye(n_in)
+    eye[first : first + n_kept, offset : offset + n_kept] = np.eye(n_kept)
     return np.ascontiguousarray(remove_readout_oversampling(eye, n_out).astype(np.complex64))
 
 
 def readout_crop_operator(
-    n_in: int, n_out: int, xp: Any = np, offset: int = 0, n_full: int = 0
+    n_in: int, n_out: int, xp: Any = np, offset: int = 0, n_full: int = 0,
+    discard: tuple[int, int] = (0, 0),
 ) -> Any:
     """The crop as one ``(n_in, n_out)`` complex64 matrix: ``data @ op`` equals the FFT path.
 
-    A partial-echo readout (``n_in < n_full``) is first zero-filled to ``n_full``
-    samples from ``offset`` on (``partial_echo_offset``), in the same matrix. The
-    operation is linear, so its matrix is exact; one small matrix product per readout
-    is cheaper than the shift/FFT/crop/FFT sequence (one kernel on a GPU).
+    The ``discard`` = ``(discard_pre, discard_post)`` samples at either end of the stored
+    readout are dropped first (their rows are zero). A partial-echo readout (fewer kept
+    samples than ``n_full``) is then zero-filled to ``n_full`` samples from ``offset`` on
+    (``partial_echo_offset``), in the same matrix. The operation is linear, so its
+    matrix is exact; one small matrix product per readout is cheaper than the
+    shift/FFT/crop/FFT sequence (one kernel on a GPU).
     """
-    return xp.asarray(_operator_host(n_in, n_out, offset, max(n_full, n_in)))
+    pre, post = discard
+    n_kept = n_in - pre - post
+    return xp.asarray(_operator_host(n_in, n_out, offset, max(n_full, n_kept), pre, n_kept))

@@ -87,3 +87,20 @@ def test_partial_echo_readouts_cost_little_myocardium_dice(config: str) -> None:
             assert run.outcome.errors == [] and len(run.outcome.slice_results) == 16
             dice[echo] = run.outcome.dice_myo
     assert dice[1.0] > 0.7 and abs(dice[0.75] - dice[1.0]) < 0.03
+
+
+def test_discarded_adc_samples_change_nothing() -> None:
+    """Readouts that carry a filter transient at either end, flagged discard_pre/post
+    (with a partial echo as well), give the labels of the same scan without them."""
+    cfg = SimConfig(n_phases=2, n_noise_readouts=4, tr_ms=0.5, partial_echo=0.8)
+    labels = {}
+    with LocalServers(["configs/kmtr.toml"]) as servers:
+        for n in (0, 7):
+            run = run_subject(servers.url("zmq"), 2, 0, replace(cfg, adc_discard=n),
+                              pace=False, timeout_s=REPLY_TIMEOUT_S)
+            assert run.outcome.errors == [] and len(run.outcome.slice_results) == 16
+            labels[n] = {(int(m.slice), int(m.phase)): np.asarray(m.data)
+                         for m in run.report.replies if isinstance(m, ismrmrd.Image)}
+    assert labels[0].keys() == labels[7].keys()
+    same = np.mean([np.mean(labels[0][k] == labels[7][k]) for k in labels[0]])
+    assert same > 0.999

@@ -71,3 +71,33 @@ def test_partial_echo_readout_is_zero_filled_to_the_encoded_size_then_cropped() 
     np.testing.assert_allclose(
         got.data, remove_readout_oversampling(sym.data, 64), rtol=1e-4, atol=1e-4
     )
+
+
+def test_discarded_adc_samples_are_dropped_before_the_crop() -> None:
+    """A readout stored with 6 + 4 extra ADC samples (discard_pre/post) gives the plain
+    readout's output, its centre moved, and leaves with no discards; at recon size too."""
+    rng = np.random.default_rng(8)
+    ctx = context(header_xml(128, 64, 8))
+    g = make(RemoveOversamplingGadget, ctx)
+    plain = rng.standard_normal((4, 256)).view(np.complex128).astype(np.complex64)
+    junk = (1e4 * rng.standard_normal((4, 20))).view(np.complex128).astype(np.complex64)
+    acq = acquisition(np.concatenate([junk[:, :6], plain, junk[:, 6:]], axis=1), ky=2)
+    acq.discard_pre, acq.discard_post, acq.center_sample = 6, 4, 64 + 6
+    ref = acquisition(plain, ky=2)
+    ref.center_sample = 64
+    small = acquisition(np.concatenate([junk[:, :3], plain[:, :64], junk[:, 3:5]], axis=1))
+    small.discard_pre, small.discard_post = 3, 2
+    got, want, cut = run([g], [acq, ref, small])
+    assert (got.number_of_samples, got.center_sample) == (64, 32)
+    assert got.discard_pre == got.discard_post == 0
+    np.testing.assert_allclose(got.data, want.data, rtol=1e-5, atol=1e-5)
+    assert cut.number_of_samples == 64 and cut.discard_pre == cut.discard_post == 0
+    np.testing.assert_allclose(cut.data, plain[:, :64], rtol=1e-6, atol=1e-6)
+    gone = acquisition(np.ones((3, 40)))
+    gone.discard_pre, gone.discard_post = 30, 10
+    with pytest.raises(GadgetError, match="discard_pre = 30 and discard_post = 10 leave none"):
+        list(g.process(gone))
+    wrong = acquisition(np.ones((3, 140)))
+    wrong.discard_pre = 2
+    with pytest.raises(GadgetError, match=r"readout keeps 138 of its 140 samples \(discard_pre"):
+        list(g.process(wrong))

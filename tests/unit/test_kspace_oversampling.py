@@ -8,6 +8,7 @@ import pytest
 from kmtr_stream.kspace.oversampling import (
     center_sample_after,
     crop_start,
+    kept_samples,
     partial_echo_offset,
     readout_crop_operator,
     remove_readout_oversampling,
@@ -133,3 +134,31 @@ def test_partial_echo_offset_names_center_sample_when_it_does_not_fit() -> None:
         partial_echo_offset(100, 0, 128)  # unset: the echo would lie outside the axis
     with pytest.raises(ValueError, match="center_sample = 90"):
         partial_echo_offset(100, 90, 128)
+
+
+@pytest.mark.parametrize(
+    ("n_full", "n_kept", "center", "n_out", "pre", "post"),
+    [(128, 128, 64, 64, 8, 5), (75, 60, 22, 37, 3, 0), (64, 64, 32, 64, 0, 7)],
+)
+def test_discarded_samples_are_dropped_before_the_crop(
+    n_full: int, n_kept: int, center: int, n_out: int, pre: int, post: int
+) -> None:
+    """A readout stored with ``pre``/``post`` extra ADC samples gives what the readout
+    without them gives, whatever those samples hold."""
+    rng = np.random.default_rng(n_full + pre)
+    kept = rng.standard_normal((3, 2 * n_kept)).view(np.complex128).astype(np.complex64)
+    junk = 1e3 * rng.standard_normal((3, 2 * (pre + post))).view(np.complex128)
+    stored = np.concatenate([junk[:, :pre], kept, junk[:, pre:]], axis=1).astype(np.complex64)
+    n_in = n_kept + pre + post
+    assert kept_samples(n_in, center + pre, pre, post) == (n_kept, center)
+    offset = partial_echo_offset(n_kept, center, n_full) if n_kept < n_full else 0
+    op = readout_crop_operator(n_in, n_out, offset=offset, n_full=n_full, discard=(pre, post))
+    plain = readout_crop_operator(n_kept, n_out, offset=offset, n_full=n_full)
+    assert op.shape == (n_in, n_out)
+    np.testing.assert_allclose(stored @ op, kept @ plain, rtol=1e-4, atol=1e-4)
+
+
+def test_kept_samples_names_the_discard_fields() -> None:
+    assert kept_samples(100, 50, 10, 6) == (84, 40)
+    with pytest.raises(ValueError, match="discard_pre = 60 and discard_post = 40 leave none"):
+        kept_samples(100, 50, 60, 40)

@@ -113,3 +113,24 @@ def test_partial_echo_drops_only_the_early_readout_samples() -> None:
         assert (b.idx.kspace_encode_step_1, b.flags) == (a.idx.kspace_encode_step_1, a.flags)
     with pytest.raises(ConfigError, match="partial_echo must be in"):
         replace(small, partial_echo=0.5)
+
+
+def test_adc_discard_adds_flagged_samples_at_both_ends_of_imaging_readouts_only() -> None:
+    small = replace(SMALL, n_slices=1, n_phases=2, n_noise_readouts=2)
+    both = replace(small, adc_discard=5, partial_echo=0.8)
+    echo = replace(small, partial_echo=0.8)
+    plain, padded = simulate_scan(3, 0, echo), simulate_scan(3, 0, both)
+    np.testing.assert_array_equal(plain.kspace, padded.kspace)
+    assert padded.xml(both) == plain.xml(echo)
+    for a, b in zip(plain.acquisitions(echo), padded.acquisitions(both), strict=True):
+        if a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
+            np.testing.assert_array_equal(a.data, b.data)
+            assert b.discard_pre == b.discard_post == 0
+            continue
+        assert (b.discard_pre, b.discard_post) == (5, 5)
+        assert b.number_of_samples == a.number_of_samples + 10
+        assert b.center_sample == a.center_sample + 5
+        np.testing.assert_array_equal(b.data[:, 5:-5], a.data)
+        assert np.abs(b.data[:, :5]).min() > np.abs(a.data).max()  # a transient, not data
+    with pytest.raises(ConfigError, match="adc_discard must be in"):
+        replace(small, adc_discard=-1)

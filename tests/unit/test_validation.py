@@ -76,3 +76,19 @@ def test_a_partial_echo_readout_fits_the_header_only_with_its_echo_inside() -> N
     head.number_of_samples, head.center_sample = 130, 65
     assert header_fault(head, limits, None) == (
         "readout has 130 samples; the header's matrix size x says 64 or 128")
+
+
+def test_discarded_adc_samples_do_not_count_against_the_header() -> None:
+    limits = ReadoutLimits(n_ky=8, n_kz=1, n_slices=2, n_phases=3, n_repetitions=1,
+                           samples=(64, 128), coils=None, encoded_x=128)
+    head = _head()
+    head.active_channels = 4
+    head.number_of_samples, head.discard_pre, head.discard_post = 138, 6, 4
+    assert header_fault(head, limits, None) is None
+    head.discard_post = 0
+    assert header_fault(head, limits, None) == (
+        "readout keeps 132 of its 138 samples (discard_pre = 6, discard_post = 0); the "
+        "header's matrix size x says 64 or 128")
+    head.discard_pre, head.discard_post = 100, 38
+    assert "discard_pre = 100 and discard_post = 38 leave none" in str(
+        header_fault(head, limits, None))
