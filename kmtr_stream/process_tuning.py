@@ -7,15 +7,47 @@ figures are those of ``kmtr-stream serve`` and ``kmtr-stream send``.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 
 #: Container allocations between young-generation collections (CPython's default is 700).
 GC_GEN0_THRESHOLD = 50_000
 
+#: glibc heap settings that ``kmtr-stream`` commands apply: name -> (mallopt parameter
+#: number from malloc.h, value). Environment ``KMTR_<name>`` overrides a value; 0 keeps
+#: glibc's own behaviour.
+HEAP_SETTINGS: dict[str, tuple[int, int]] = {
+    # Allocations of at least this many bytes get a mapping of their own, handed back to
+    # the system when freed (glibc's own threshold rises to the largest block freed).
+    "MMAP_THRESHOLD_BYTES": (-3, 0),
+    # Heaps that threads allocate from (glibc's own: up to 8 per core).
+    "ARENA_MAX": (-8, 0),
+}
+
+
+def limit_heap_retention() -> dict[str, int]:
+    """Apply ``HEAP_SETTINGS``; returns those set (an empty dict without glibc).
+
+    With glibc's defaults, the buffers of each connection's thread (raw slice buffers,
+    ky-mixes, network activations) come from that thread's heap once a block of their
+    size has been freed, and each heap keeps what its peak needed.
+    """
+    wanted = {name: int(os.environ.get(f"KMTR_{name}", value))
+              for name, (_, value) in HEAP_SETTINGS.items()}
+    if not any(v > 0 for v in wanted.values()):
+        return {}
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return {}  # not glibc (musl, macOS): nothing to change
+    return {name: v for name, v in wanted.items()
+            if v > 0 and mallopt(HEAP_SETTINGS[name][0], v) == 1}
+
 
 def tune_streaming_process() -> None:
-    """Fewer garbage-collector passes on the per-readout hot path.
+    """Fewer garbage-collector passes on the per-readout hot path, and freed buffers
+    handed back to the system (``limit_heap_retention``).
 
     Decoding a readout allocates a handful of short-lived container objects
     that never form cycles, so with CPython's default the young-generation
@@ -28,6 +60,7 @@ def tune_streaming_process() -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    limit_heap_retention()
 
 
 def set_threads(n: int) -> None:
