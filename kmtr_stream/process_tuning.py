@@ -20,18 +20,23 @@ GC_GEN0_THRESHOLD = 50_000
 HEAP_SETTINGS: dict[str, tuple[int, int]] = {
     # Allocations of at least this many bytes get a mapping of their own, handed back to
     # the system when freed (glibc's own threshold rises to the largest block freed).
+    # Left to glibc: a fixed 128 KiB threshold halved the 16-scanner peak but doubled the
+    # paced post-last-line median (every activation mapped and faulted in afresh).
     "MMAP_THRESHOLD_BYTES": (-3, 0),
-    # Heaps that threads allocate from (glibc's own: up to 8 per core).
-    "ARENA_MAX": (-8, 0),
+    # Heaps that threads allocate from (glibc's own: up to 8 per core). Two: with 16
+    # scanners the k-MTR chain's peak RSS went from 1,241 to 838 MB (recon 739 -> 693)
+    # at the same paced latency (scripts/ab_heap_threshold.py, docs/figures/ab_heap.txt).
+    "ARENA_MAX": (-8, 2),
 }
 
 
 def limit_heap_retention() -> dict[str, int]:
     """Apply ``HEAP_SETTINGS``; returns those set (an empty dict without glibc).
 
-    With glibc's defaults, the buffers of each connection's thread (raw slice buffers,
-    ky-mixes, network activations) come from that thread's heap once a block of their
-    size has been freed, and each heap keeps what its peak needed.
+    With glibc's defaults, each connection's thread gets a heap of its own for its
+    buffers (raw slice buffers, ky-mixes, network activations), and each heap keeps what
+    its peak needed; the k-MTR chain, which works on every line as it arrives in that
+    thread, held twice recon's peak with 16 scanners.
     """
     wanted = {name: int(os.environ.get(f"KMTR_{name}", value))
               for name, (_, value) in HEAP_SETTINGS.items()}
@@ -46,8 +51,8 @@ def limit_heap_retention() -> dict[str, int]:
 
 
 def tune_streaming_process() -> None:
-    """Fewer garbage-collector passes on the per-readout hot path, and freed buffers
-    handed back to the system (``limit_heap_retention``).
+    """Fewer garbage-collector passes on the per-readout hot path, and fewer heaps for
+    the connections' threads (``limit_heap_retention``).
 
     Decoding a readout allocates a handful of short-lived container objects
     that never form cycles, so with CPython's default the young-generation

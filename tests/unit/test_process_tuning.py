@@ -68,7 +68,13 @@ def test_heap_settings_come_from_the_environment_and_zero_keeps_glibcs() -> None
     import sys
 
     code = "from kmtr_stream.process_tuning import limit_heap_retention as f; print(f())"
-    env = {**os.environ, "KMTR_MMAP_THRESHOLD_BYTES": "0", "KMTR_ARENA_MAX": "2"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                         capture_output=True, text=True).stdout.strip()
-    assert out == "{'ARENA_MAX': 2}"
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("KMTR_")}
+
+    def applied(**env: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], env={**plain, **env}, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    assert applied() == "{'ARENA_MAX': 2}"  # the defaults
+    assert applied(KMTR_ARENA_MAX="4", KMTR_MMAP_THRESHOLD_BYTES="262144") == (
+        "{'MMAP_THRESHOLD_BYTES': 262144, 'ARENA_MAX': 4}")
+    assert applied(KMTR_ARENA_MAX="0") == "{}"
