@@ -90,7 +90,7 @@ def _with_transient(line: np.ndarray, n: int) -> np.ndarray:
     peak = 10.0 * float(np.abs(line).max() or 1.0)
     ramp = (peak * np.exp(-np.arange(n) / n)).astype(np.complex64)
     edge = np.broadcast_to(ramp, (line.shape[0], n))
-    return np.concatenate([edge[:, ::-1], line, edge], axis=-1).astype(np.complex64)
+    return np.concatenate([edge[:, ::-1], line.astype(np.complex64), edge], axis=-1)
 
 
 def noise_acquisitions(

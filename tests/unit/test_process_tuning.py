@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 
 from kmtr_stream.process_tuning import GC_GEN0_THRESHOLD, tune_streaming_process
 
@@ -42,14 +45,16 @@ print(base - rss())
 """
 
 
-def _freed_mb(threshold: str) -> tuple[int, float]:
-    import os
-    import subprocess
-    import sys
+def _python(code: str, **env: str) -> str:
+    """Stdout of ``code`` in a fresh interpreter: the environment without KMTR_ settings,
+    plus ``env`` (heap settings apply once, at start)."""
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("KMTR_")}
+    return subprocess.run([sys.executable, "-c", code], env={**plain, **env}, check=True,
+                          capture_output=True, text=True).stdout.strip()
 
-    env = {**os.environ, "KMTR_MMAP_THRESHOLD_BYTES": threshold, "KMTR_ARENA_MAX": "0"}
-    out = subprocess.run([sys.executable, "-c", _HEAP_PROBE], env=env, check=True,
-                         capture_output=True, text=True).stdout.split()
+
+def _freed_mb(threshold: str) -> tuple[int, float]:
+    out = _python(_HEAP_PROBE, KMTR_MMAP_THRESHOLD_BYTES=threshold, KMTR_ARENA_MAX="0").split()
     return int(out[0]), float(out[1])
 
 
@@ -63,18 +68,8 @@ def test_freed_buffers_go_back_to_the_system_with_the_fixed_threshold() -> None:
 
 
 def test_heap_settings_come_from_the_environment_and_zero_keeps_glibcs() -> None:
-    import os
-    import subprocess
-    import sys
-
     code = "from kmtr_stream.process_tuning import limit_heap_retention as f; print(f())"
-    plain = {k: v for k, v in os.environ.items() if not k.startswith("KMTR_")}
-
-    def applied(**env: str) -> str:
-        return subprocess.run([sys.executable, "-c", code], env={**plain, **env}, check=True,
-                              capture_output=True, text=True).stdout.strip()
-
-    assert applied() == "{'ARENA_MAX': 2}"  # the defaults
-    assert applied(KMTR_ARENA_MAX="4", KMTR_MMAP_THRESHOLD_BYTES="262144") == (
+    assert _python(code) == "{'ARENA_MAX': 2}"  # the defaults
+    assert _python(code, KMTR_ARENA_MAX="4", KMTR_MMAP_THRESHOLD_BYTES="262144") == (
         "{'MMAP_THRESHOLD_BYTES': 262144, 'ARENA_MAX': 4}")
-    assert applied(KMTR_ARENA_MAX="0") == "{}"
+    assert _python(code, KMTR_ARENA_MAX="0") == "{}"
